@@ -1,0 +1,34 @@
+"""The NumPy network core: layers, parametrizations, losses, optimizers and the training loop.
+
+See chapter 2 of the book, "Foundations".
+"""
+
+from .gradcheck import GradcheckResult, gradcheck, numerical_gradient, relative_error
+from .layers import (
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Layer,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sigmoid,
+    Tanh,
+)
+from .losses import CrossEntropyLoss, MSELoss, log_softmax, softmax
+from .optim import SGD, Adam, CosineAnnealingLR, LRScheduler, Optimizer, StepLR
+from .parametrize import Mask, Parametrization
+from .sequential import Sequential, load_state_file
+from .train import Evaluation, History, evaluate, fit, predict
+
+__all__ = [
+    "Adam", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "CosineAnnealingLR",
+    "CrossEntropyLoss", "Dropout", "Evaluation", "Flatten", "GradcheckResult", "History",
+    "LRScheduler", "Layer", "Linear", "MSELoss", "Mask", "MaxPool2d", "Optimizer",
+    "Parametrization", "ReLU", "SGD", "Sequential", "Sigmoid", "StepLR", "Tanh", "evaluate",
+    "fit", "gradcheck", "load_state_file", "log_softmax", "numerical_gradient", "predict",
+    "relative_error", "softmax",
+]

@@ -1,0 +1,171 @@
+"""One training loop for every method: ``fit``, ``evaluate`` and ``predict``.
+
+Compression methods do not need their own loops: a pruned, shared or quantized layer is a
+parametrization, so the same loop fine-tunes it. Methods that act during training (iterative
+pruning, sparse evolution, group-lasso penalties) plug in as *callbacks*: any object with some of
+the methods ``on_before_step(model)`` (after the backward pass, before the update: add a penalty's
+gradient), ``on_step_end(model, step)`` and ``on_epoch_end(model, epoch, history)``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..data.batches import iterate_minibatches
+from .layers import Layer
+from .losses import CrossEntropyLoss
+from .optim import LRScheduler, Optimizer
+
+
+@dataclass
+class History:
+    """Per-epoch figures of a :func:`fit` run (lists, one entry per epoch)."""
+
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def epochs(self) -> int:
+        return len(self.loss)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Mean loss and accuracy (fraction correct) of a model on a data set."""
+
+    loss: float
+    accuracy: float
+
+
+def _check_data(data: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise TypeError(f"{name} must be a pair (X, y) of arrays")
+    X, y = np.asarray(data[0]), np.asarray(data[1])
+    if len(X) != len(y):
+        raise ValueError(f"{name}: X has {len(X)} rows but y has {len(y)}")
+    if len(X) == 0:
+        raise ValueError(f"{name} is empty")
+    return X, y
+
+
+def predict(model: Layer, X: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
+    """Outputs of ``model`` in evaluation mode, computed batch by batch. Shape (N, K)."""
+    outs = [model.forward(X[i : i + batch_size], train=False) for i in range(0, len(X), batch_size)]
+    return np.concatenate(outs, axis=0)
+
+
+def evaluate(
+    model: Layer, data: tuple[np.ndarray, np.ndarray], *, batch_size: int = 1000, loss: Any = None
+) -> Evaluation:
+    """Mean loss and accuracy of ``model`` on ``data = (X, y)`` in evaluation mode."""
+    X, y = _check_data(data, "data")
+    loss_fn = loss if loss is not None else CrossEntropyLoss()
+    total, correct = 0.0, 0
+    for i in range(0, len(X), batch_size):
+        xb, yb = X[i : i + batch_size], y[i : i + batch_size]
+        out = model.forward(xb, train=False)
+        total += loss_fn(out, yb) * len(xb)
+        if yb.ndim == 1:
+            correct += int((out.argmax(axis=1) == yb).sum())
+    return Evaluation(loss=total / len(X), accuracy=correct / len(X) if y.ndim == 1 else float("nan"))
+
+
+def fit(
+    model: Layer,
+    train_data: tuple[np.ndarray, np.ndarray],
+    *,
+    epochs: int,
+    optimizer: Optimizer,
+    batch_size: int = 64,
+    rng: int | np.random.Generator | None = None,
+    val_data: tuple[np.ndarray, np.ndarray] | None = None,
+    loss: Any = None,
+    scheduler: LRScheduler | None = None,
+    callbacks: Sequence[Any] = (),
+    verbose: bool = True,
+) -> History:
+    """Train ``model`` by mini-batch gradient descent and return its :class:`History`.
+
+    Parameters
+    ----------
+    model : Layer
+        Usually a :class:`~refimpl.nn.Sequential`; updated in place.
+    train_data : (X, y)
+        Inputs (N, ...) and integer class labels (N,) (or targets matching ``loss``).
+    epochs : int
+        Passes over the data (>= 0).
+    optimizer : Optimizer
+        :class:`~refimpl.nn.SGD` or :class:`~refimpl.nn.Adam`.
+    batch_size : int
+        Examples per update.
+    rng : int, numpy.random.Generator or None
+        Seed or generator of the shuffles; the same seed reproduces the run bit for bit.
+    val_data : (X, y), optional
+        Evaluated after every epoch.
+    loss : object, optional
+        A loss with ``__call__(output, targets)`` and ``backward()``; cross-entropy by default.
+    scheduler : LRScheduler, optional
+        Stepped once per epoch.
+    callbacks : sequence
+        Objects with any of ``on_before_step(model)``, ``on_step_end(model, step)`` and
+        ``on_epoch_end(model, epoch, history)``.
+    verbose : bool
+        Print one short line per epoch (to stdout); ``False`` prints nothing.
+    """
+    X, y = _check_data(train_data, "train_data")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be an Optimizer, got {type(optimizer).__name__}")
+    gen = np.random.default_rng(rng)
+    loss_fn = loss if loss is not None else CrossEntropyLoss()
+    history = History()
+    step = 0
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        total, correct, seen = 0.0, 0, 0
+        history.lr.append(optimizer.lr)
+        for xb, yb in iterate_minibatches(X, y, batch_size, shuffle=True, rng=gen):
+            out = model.forward(xb, train=True)
+            total += loss_fn(out, yb) * len(xb)
+            if yb.ndim == 1:
+                correct += int((out.argmax(axis=1) == yb).sum())
+            seen += len(xb)
+            model.backward(loss_fn.backward())
+            for cb in callbacks:
+                if hasattr(cb, "on_before_step"):
+                    cb.on_before_step(model)
+            optimizer.step(model)
+            step += 1
+            for cb in callbacks:
+                if hasattr(cb, "on_step_end"):
+                    cb.on_step_end(model, step)
+        history.loss.append(total / seen)
+        history.accuracy.append(correct / seen)
+        if val_data is not None:
+            ev = evaluate(model, val_data, loss=loss_fn)
+            history.val_loss.append(ev.loss)
+            history.val_accuracy.append(ev.accuracy)
+        if scheduler is not None:
+            scheduler.step()
+        history.seconds.append(time.perf_counter() - start)
+        for cb in callbacks:
+            if hasattr(cb, "on_epoch_end"):
+                cb.on_epoch_end(model, epoch, history)
+        if verbose:
+            line = f"epoch {epoch}/{epochs}  loss {history.loss[-1]:.4f}"
+            line += f"  acc {history.accuracy[-1]:.4f}"
+            if val_data is not None:
+                line += f"  val_acc {history.val_accuracy[-1]:.4f}"
+            print(line + f"  ({history.seconds[-1]:.1f} s)", file=sys.stdout, flush=True)
+    return history
