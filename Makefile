@@ -1,0 +1,149 @@
+# Makefile of "Compressing Deep Networks".
+#   make book   build the HTML book (installs the environment first)
+#   make test   everything CI checks: lint, unit tests, notebooks, strict build, browser check
+# `make help` lists every target.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.NOTPARALLEL:
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+PY     := $(BIN)/python
+STAMP  := $(VENV)/.installed-stamp
+# Tools started by the tools (jupyter kernels, nbconvert) must come from the project's venv too.
+export PATH := $(BIN):$(PATH)
+
+FASHION_DIR  := /usr/share/datasets/fashion-mnist
+NOTEBOOKS     = $(shell find chapters exercises -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort)
+LINT_PATHS    = $(wildcard refimpl tests benchmarks)
+BENCHMARKS    = $(wildcard benchmarks/*.py)
+BOOK_ROOT    := $(shell sed -n 's/^root: *//p' _toc.yml)
+WORKERS      ?= 2
+
+# Run pytest with the given arguments; exit code 5 ("no tests collected") counts as success.
+define pytest
+	@set +e; $(PY) -m pytest $(1); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests here (exit 5): nothing to check, OK"; rc=0; fi; \
+	exit $$rc
+endef
+
+# Install Debian package $(2) unless command/path test $(1) succeeds; never fails.
+define apt_ensure
+	@if $(1); then \
+	  echo "$(3): already available"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "$(3): installing Debian package $(2)"; \
+	  (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq $(2)) \
+	    || echo "WARNING: could not install $(2); $(3) will be missing"; \
+	else \
+	  echo "NOTE: $(3) is missing. Install it with: sudo apt-get install $(2)"; \
+	fi
+endef
+
+.PHONY: help venv data browser torch lint unit nbval book book-strict book-test test bench execute clean distclean
+
+help:
+	@echo "make venv         create $(VENV) and install the package with extras [book,test]"
+	@echo "make data         make sure Fashion-MNIST is in $(FASHION_DIR) (Debian package)"
+	@echo "make browser      make sure headless chromium is installed (Debian package)"
+	@echo "make torch        install torch (CPU) from a local wheel, for the parity tests"
+	@echo "make lint         ruff check $(LINT_PATHS)"
+	@echo "make unit         unit tests (pytest tests, without the browser test)"
+	@echo "make nbval        re-execute every notebook and compare with its stored outputs"
+	@echo "make book         build the HTML book"
+	@echo "make book-strict  build the book from scratch, every warning an error"
+	@echo "make book-test    open the built book in headless chromium and check it"
+	@echo "make test         venv data browser lint unit nbval book-strict book-test"
+	@echo "make bench        run the benchmarks (benchmarks/*.py)"
+	@echo "make execute      re-execute every notebook in place (run before committing one)"
+	@echo "make clean        remove build and cache files (make distclean: also $(VENV))"
+
+# --- environment -----------------------------------------------------------------------------
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -e ".[book,test]"
+	@touch $@
+
+data:
+	$(call apt_ensure,[ -d $(FASHION_DIR) ],dataset-fashion-mnist,Fashion-MNIST ($(FASHION_DIR)))
+
+browser:
+	$(call apt_ensure,command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1,chromium,headless chromium)
+
+# The torch parity tests (tests/nn/test_torch_parity.py) need torch. Install its CPU build only
+# from a wheel that lies on this machine's disk (never a multi-GB download); else they skip.
+TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*+cpu-*.whl))
+torch: venv
+	@if $(PY) -c "import torch" >/dev/null 2>&1; then \
+	  echo "torch: installed, the parity tests run"; \
+	elif [ -n "$(TORCH_WHEEL)" ]; then \
+	  echo "torch: installing $(TORCH_WHEEL) for the parity tests"; \
+	  $(PY) -m pip install -q "$(TORCH_WHEEL)" || echo "WARNING: torch not installed; parity tests skip"; \
+	else \
+	  echo "torch: no local CPU wheel; the torch parity tests will be skipped"; \
+	fi
+
+# --- checks ----------------------------------------------------------------------------------
+lint: venv
+	$(BIN)/ruff check $(LINT_PATHS)
+
+unit: venv
+	$(call pytest,tests -n $(WORKERS) --ignore=tests/test_book.py)
+
+nbval: venv
+	@if [ -z "$(strip $(NOTEBOOKS))" ]; then \
+	  echo "nbval: no notebook under chapters/ or exercises/ yet, nothing to re-execute"; \
+	else \
+	  $(MAKE) --no-print-directory _nbval; \
+	fi
+
+_nbval:
+	$(call pytest,--nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:randomly -n $(WORKERS) --dist loadfile $(NOTEBOOKS))
+
+book: venv
+	$(BIN)/jupyter-book build .
+	@echo ""
+	@echo "Open the book at: file://$(CURDIR)/_build/html/$(BOOK_ROOT).html"
+
+book-strict: venv
+	$(BIN)/jupyter-book build . -W -n --keep-going --all
+
+# Skips unless _build/html and chromium exist; with REFIMPL_REQUIRE_BROWSER=1 (as in
+# `make test`) their absence is a failure instead.
+book-test: venv
+	$(call pytest,tests/test_book.py -p no:randomly)
+
+test:
+	$(MAKE) venv
+	$(MAKE) data
+	$(MAKE) browser
+	$(MAKE) torch
+	$(MAKE) lint
+	$(MAKE) unit
+	$(MAKE) nbval
+	$(MAKE) book-strict
+	REFIMPL_REQUIRE_BROWSER=1 $(MAKE) book-test
+
+# --- other -----------------------------------------------------------------------------------
+bench: venv
+	@if [ -z "$(BENCHMARKS)" ]; then echo "bench: no benchmarks/*.py yet"; fi
+	@set -e; for f in $(BENCHMARKS); do echo "== $$f"; $(PY) $$f; done
+
+execute: venv
+	@if [ -z "$(strip $(NOTEBOOKS))" ]; then echo "execute: no notebook yet"; else \
+	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.kernel_name=python3 \
+	    --ExecutePreprocessor.timeout=1800 \
+	    --ExecutePreprocessor.record_timing=False \
+	    $(NOTEBOOKS); fi
+
+clean:
+	rm -rf _build .pytest_cache .ruff_cache .hypothesis *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
