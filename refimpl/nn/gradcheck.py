@@ -4,7 +4,8 @@ The error of an analytic gradient ``a`` against the numerical one ``n`` is the n
 relative error ``||a - n|| / (||a|| + ||n||)``. (CS231n's entrywise version blows up on entries
 that are nearly zero, where both gradients agree to 1e-9 in absolute terms.) With ``eps = 1e-6``
 in float64 a correct backward pass gives 1e-8 or less at smooth points; a wrong one gives 1e-2 or
-more, so the default tolerance 1e-6 separates them with room on both sides. Used by the test suite on every layer and by chapter 2 of the book.
+more, so the default tolerance 1e-6 separates them with room on both sides. Used by the test
+suite on every layer and by chapter 2 of the book.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def relative_error(a: np.ndarray, n: np.ndarray) -> float:
 
 
 def numerical_gradient(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Central-difference gradient of the scalar ``f()`` with respect to ``x`` (changed in place)."""
+    """Central-difference gradient of scalar ``f()`` with respect to ``x`` (perturbed in place)."""
     grad = np.zeros_like(x, dtype=np.float64)
     flat, gflat = x.reshape(-1), grad.reshape(-1)
     for i in range(flat.size):
@@ -117,12 +118,16 @@ def gradcheck(
             for key, value in layer.params.items():
                 if key not in grads:
                     raise ValueError(f"backward did not fill the gradient of {key!r}")
-                result.errors[key] = relative_error(grads[key], numerical_gradient(loss, value, eps))
+                result.errors[key] = relative_error(
+                    grads[key], numerical_gradient(loss, value, eps)
+                )
         return result
     if not callable(layer_or_fn):
         raise TypeError("layer_or_fn must be a Layer or a callable")
-    args = [np.array(a, dtype=np.float64) for a in
-            (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
+    args = [
+        np.array(a, dtype=np.float64)
+        for a in (inputs if isinstance(inputs, (list, tuple)) else [inputs])
+    ]
     if analytic is None or len(analytic) != len(args):
         raise ValueError("analytic must hold one gradient per input when checking a function")
     for i, (arg, grad) in enumerate(zip(args, analytic, strict=True)):

@@ -216,9 +216,7 @@ class _WeightBias(Layer):
             raise ValueError(f"{type(self).__name__} has no parameter {name!r}")
         value = np.asarray(value)
         if value.shape != self.params[name].shape:
-            raise ValueError(
-                f"{name} must have shape {self.params[name].shape}, got {value.shape}"
-            )
+            raise ValueError(f"{name} must have shape {self.params[name].shape}, got {value.shape}")
         self.params[name] = value.astype(self.params[name].dtype, copy=True)
 
 
@@ -558,7 +556,9 @@ class AvgPool2d(_Pool2d):
         padded_shape, _ = self._cache
         kh, kw = self.kernel_size
         share = grad_out / (kh * kw)
-        gwin = np.broadcast_to(share[:, :, None, None], (*share.shape[:2], kh, kw, *share.shape[2:]))
+        gwin = np.broadcast_to(
+            share[:, :, None, None], (*share.shape[:2], kh, kw, *share.shape[2:])
+        )
         return _unpad(_scatter_windows(gwin, padded_shape, self.stride), self.padding)
 
 
@@ -608,7 +608,7 @@ class Flatten(Layer):
 
 
 class Dropout(Layer):
-    """Inverted dropout: in training, zero each entry with probability ``p`` and scale by ``1/(1-p)``.
+    """Inverted dropout: in training, zero entries with probability ``p``, scale by ``1/(1-p)``.
 
     Identity at evaluation. ``rng`` (seed or generator) makes the masks reproducible.
     """
@@ -669,7 +669,9 @@ class _BatchNorm(Layer):
             mom = self.momentum
             rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
             self.buffers["running_mean"] = ((1 - mom) * rm + mom * mean).astype(rm.dtype)
-            self.buffers["running_var"] = ((1 - mom) * rv + mom * var * m / (m - 1)).astype(rv.dtype)
+            self.buffers["running_var"] = ((1 - mom) * rv + mom * var * m / (m - 1)).astype(
+                rv.dtype
+            )
         else:
             mean, var = self.buffers["running_mean"], self.buffers["running_var"]
         inv_std = 1.0 / np.sqrt(var + self.eps)

@@ -45,7 +45,9 @@ class CrossEntropyLoss:
         elif targets.shape == logits.shape:
             t = targets.astype(logp.dtype, copy=False)
         else:
-            raise ValueError(f"targets must have shape ({n},) or {logits.shape}, got {targets.shape}")
+            raise ValueError(
+                f"targets must have shape ({n},) or {logits.shape}, got {targets.shape}"
+            )
         self._cache = (logp, t)
         return float(-(t * logp).sum() / max(n, 1))
 

@@ -169,4 +169,7 @@ class CosineAnnealingLR(LRScheduler):
 
     def lr_at(self, epoch: int) -> float:
         t = min(epoch, self.T_max)
-        return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * t / self.T_max)) / 2
+        return (
+            self.eta_min
+            + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * t / self.T_max)) / 2
+        )

@@ -88,4 +88,3 @@ class Mask(Parametrization):
 
     def pullback(self, grad_weight: np.ndarray, params: Arrays, buffers: Arrays) -> Arrays:
         return {"orig": grad_weight * buffers["mask"]}
-

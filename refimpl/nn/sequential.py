@@ -64,8 +64,10 @@ class Sequential(Layer):
         super().__init__()
         if len(layers) == 1 and isinstance(layers[0], dict):
             items: list[Any] = list(layers[0].items())
-        elif len(layers) == 1 and isinstance(layers[0], (list, tuple)) and not (
-            len(layers[0]) == 2 and isinstance(layers[0][0], str)
+        elif (
+            len(layers) == 1
+            and isinstance(layers[0], (list, tuple))
+            and not (len(layers[0]) == 2 and isinstance(layers[0][0], str))
         ):
             items = list(layers[0])
         else:
@@ -214,6 +216,21 @@ class Sequential(Layer):
         """Read a file written by :meth:`save` (without pickle) into this model."""
         self.load_state_dict(load_state_file(path))
         return self
+
+    def replace(self, name: str, new: Layer | list[tuple[str, Layer]]) -> Sequential:
+        """A new model with layer ``name`` replaced by ``new``; the other layers are copied.
+
+        ``new`` is one layer (it keeps the name) or a list of ``(name, layer)`` pairs, for
+        surgeries that turn one layer into several (a dense layer into two thin ones by SVD,
+        a convolution into four by CP). The new layers are used as given, not copied.
+        """
+        if name not in self.layers:
+            raise KeyError(f"no layer {name!r}; layers are {list(self.layers)}")
+        pairs = [(name, new)] if isinstance(new, Layer) else list(new)
+        items: list[tuple[str, Layer]] = []
+        for key, layer in self.layers.items():
+            items.extend(pairs if key == name else [(key, copy.deepcopy(layer))])
+        return Sequential(*items)
 
     def copy(self) -> Sequential:
         """A deep copy (weights, buffers, parametrizations; not shared with this model)."""

@@ -77,7 +77,9 @@ def evaluate(
         total += loss_fn(out, yb) * len(xb)
         if yb.ndim == 1:
             correct += int((out.argmax(axis=1) == yb).sum())
-    return Evaluation(loss=total / len(X), accuracy=correct / len(X) if y.ndim == 1 else float("nan"))
+    return Evaluation(
+        loss=total / len(X), accuracy=correct / len(X) if y.ndim == 1 else float("nan")
+    )
 
 
 def fit(

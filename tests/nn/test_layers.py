@@ -54,8 +54,12 @@ def test_conv2d_gradcheck_random_shapes(n, c_in, c_out, k, stride, padding, size
 
 
 @pytest.mark.parametrize(
-    "kw", [dict(kernel_size=(3, 1)), dict(kernel_size=(1, 3), padding=(0, 1)),
-           dict(kernel_size=3, stride=(2, 1), padding=(1, 0))]
+    "kw",
+    [
+        dict(kernel_size=(3, 1)),
+        dict(kernel_size=(1, 3), padding=(0, 1)),
+        dict(kernel_size=3, stride=(2, 1), padding=(1, 0)),
+    ],
 )
 def test_conv2d_gradcheck_rectangular(kw):
     assert gradcheck(Conv2d(2, 3, rng=0, **kw), randn(2, 2, 6, 5)).passed
@@ -68,8 +72,16 @@ def test_grouped_and_depthwise_conv_gradcheck(groups, c_in, c_out):
     assert gradcheck(conv, randn(2, c_in, 5, 5)).passed
 
 
-@pytest.mark.parametrize("pool", [MaxPool2d(2), MaxPool2d(3, stride=2), MaxPool2d(3, 1, 1),
-                                  AvgPool2d(2), AvgPool2d(3, stride=2, padding=1)])
+@pytest.mark.parametrize(
+    "pool",
+    [
+        MaxPool2d(2),
+        MaxPool2d(3, stride=2),
+        MaxPool2d(3, 1, 1),
+        AvgPool2d(2),
+        AvgPool2d(3, stride=2, padding=1),
+    ],
+)
 def test_pool_gradcheck(pool):
     assert gradcheck(pool, randn(2, 3, 7, 6)).passed
 
@@ -156,8 +168,9 @@ def test_grouped_conv_equals_separate_convs():
 
 
 def test_pools_hand_computed():
-    x = np.array([[1.0, 2.0, 5.0, 0.0], [3.0, 4.0, 1.0, 1.0],
-                  [0.0, 0.0, 2.0, 2.0], [-1.0, 7.0, 2.0, 3.0]]).reshape(1, 1, 4, 4)
+    x = np.array(
+        [[1.0, 2.0, 5.0, 0.0], [3.0, 4.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0], [-1.0, 7.0, 2.0, 3.0]]
+    ).reshape(1, 1, 4, 4)
     np.testing.assert_array_equal(MaxPool2d(2)(x)[0, 0], [[4, 5], [7, 3]])
     np.testing.assert_array_equal(AvgPool2d(2)(x)[0, 0], [[2.5, 1.75], [1.5, 2.25]])
     mp = MaxPool2d(2)
@@ -178,7 +191,8 @@ def test_batchnorm_train_and_eval_statistics():
     np.testing.assert_allclose(bn.buffers["running_var"], 0.5 + 0.5 * var, rtol=1e-5)
     ye = bn(x, train=False)
     ref = (x - bn.buffers["running_mean"].reshape(1, 2, 1, 1)) / np.sqrt(
-        bn.buffers["running_var"].reshape(1, 2, 1, 1) + 1e-5)
+        bn.buffers["running_var"].reshape(1, 2, 1, 1) + 1e-5
+    )
     np.testing.assert_allclose(ye, ref, rtol=1e-5, atol=1e-6)
 
 

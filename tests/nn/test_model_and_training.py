@@ -1,4 +1,4 @@
-"""Sequential, parametrizations under every optimizer, state files, losses, and the training loop."""
+"""Sequential, parametrizations under every optimizer, state files, losses, the training loop."""
 
 import numpy as np
 import pytest
@@ -37,7 +37,12 @@ def toy_data(n=200, d=10, k=3, seed=0):
 def test_auto_names_and_named_parameters():
     m = Sequential(Linear(4, 3, rng=0), ReLU(), Linear(3, 2, rng=1))
     assert m.names() == ["fc1", "relu1", "fc2"]
-    assert [k for k, _ in m.named_parameters()] == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    assert [k for k, _ in m.named_parameters()] == [
+        "fc1.weight",
+        "fc1.bias",
+        "fc2.weight",
+        "fc2.bias",
+    ]
     assert m["fc2"] is m[2]
     with pytest.raises(KeyError, match="no layer"):
         m["fc3"]
@@ -83,9 +88,13 @@ def test_loss_bad_targets():
 
 @pytest.mark.parametrize(
     "make_opt",
-    [lambda: SGD(0.1), lambda: SGD(0.1, momentum=0.9, weight_decay=1e-2),
-     lambda: SGD(0.1, momentum=0.9, nesterov=True, weight_decay=5e-4),
-     lambda: Adam(0.01), lambda: Adam(0.01, weight_decay=1e-2)],
+    [
+        lambda: SGD(0.1),
+        lambda: SGD(0.1, momentum=0.9, weight_decay=1e-2),
+        lambda: SGD(0.1, momentum=0.9, nesterov=True, weight_decay=5e-4),
+        lambda: Adam(0.01),
+        lambda: Adam(0.01, weight_decay=1e-2),
+    ],
 )
 def test_masked_entries_stay_exactly_zero(make_opt):
     X, y = toy_data()
@@ -202,8 +211,16 @@ def test_fit_learns_and_is_deterministic(capsys):
     runs = []
     for _ in range(2):
         m = Sequential(Linear(10, 16, rng=0), ReLU(), Linear(16, 3, rng=1))
-        h = fit(m, (X, y), epochs=3, optimizer=SGD(0.1, momentum=0.9), batch_size=16, rng=7,
-                val_data=(X, y), verbose=False)
+        h = fit(
+            m,
+            (X, y),
+            epochs=3,
+            optimizer=SGD(0.1, momentum=0.9),
+            batch_size=16,
+            rng=7,
+            val_data=(X, y),
+            verbose=False,
+        )
         runs.append(m.state_dict())
     assert capsys.readouterr().out == ""
     for k in runs[0]:
@@ -230,9 +247,19 @@ def test_fit_callbacks_and_bad_arguments():
         def on_epoch_end(self, model, epoch, history):
             calls.append(("epoch", epoch))
 
-    fit(m, (X, y), epochs=2, optimizer=SGD(0.1), batch_size=100, rng=0, callbacks=[CB()],
-        verbose=False)
-    assert calls == ["before", "step"] * 2 + [("epoch", 1)] + ["before", "step"] * 2 + [("epoch", 2)]
+    fit(
+        m,
+        (X, y),
+        epochs=2,
+        optimizer=SGD(0.1),
+        batch_size=100,
+        rng=0,
+        callbacks=[CB()],
+        verbose=False,
+    )
+    assert calls == ["before", "step"] * 2 + [("epoch", 1)] + ["before", "step"] * 2 + [
+        ("epoch", 2)
+    ]
     with pytest.raises(ValueError, match="epochs"):
         fit(m, (X, y), epochs=-1, optimizer=SGD(0.1))
     with pytest.raises(TypeError, match="optimizer"):
