@@ -43,7 +43,7 @@ class Recipe:
 
 BASELINES: dict[str, Recipe] = {
     "lenet_300_100": Recipe("lenet_300_100", "fashion_mnist", epochs=20, lr=0.05),
-    "lenet5": Recipe("lenet5", "fashion_mnist", epochs=12, lr=0.02),
+    "lenet5": Recipe("lenet5", "fashion_mnist", epochs=10, lr=0.02),
     "digits_mlp": Recipe("digits_mlp", "digits", epochs=40, lr=0.05, batch_size=32),
     "digits_cnn": Recipe("digits_cnn", "digits", epochs=40, lr=0.05, batch_size=32),
 }
