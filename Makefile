@@ -14,6 +14,12 @@ PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed-stamp
 # Tools started by the tools (jupyter kernels, nbconvert) must come from the project's venv too.
 export PATH := $(BIN):$(PATH)
+# One BLAS thread everywhere: a different thread count changes the order of floating-point sums,
+# so a notebook that trains would print different figures than the stored ones (and nbval would
+# fail); on 2 cores shared with pytest-xdist workers one thread per process is also the fastest.
+export OPENBLAS_NUM_THREADS := 1
+export OMP_NUM_THREADS := 1
+export MKL_NUM_THREADS := 1
 
 FASHION_DIR  := /usr/share/datasets/fashion-mnist
 NOTEBOOKS     = $(shell find chapters exercises -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort)

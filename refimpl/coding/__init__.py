@@ -1,0 +1,51 @@
+"""Codecs: how the bytes of a compressed network are stored (chapter 6, "Deep Compression").
+
+* Huffman coding with canonical codes and a checked, vectorized bitstream
+  (:func:`huffman_code`, :func:`huffman_encode`, :func:`huffman_decode`).
+* Sparse storage with relative indices and filler zeros (:func:`encode_relative_csr`).
+* The compressed model file (:func:`save_compressed`, :func:`load_compressed`), which holds a
+  pruned, weight-shared, Huffman-coded model together with its architecture.
+"""
+
+from .container import (
+    MODEL_MAGIC,
+    MODEL_VERSION,
+    TensorInfo,
+    describe_compressed,
+    dumps_compressed,
+    load_compressed,
+    loads_compressed,
+    save_compressed,
+)
+from .huffman import (
+    HUFFMAN_MAGIC,
+    HUFFMAN_VERSION,
+    canonical_code,
+    huffman_code,
+    huffman_code_lengths,
+    huffman_decode,
+    huffman_encode,
+)
+from .sparse import RelativeCSR, count_fillers, decode_relative_csr, encode_relative_csr
+
+__all__ = [
+    "HUFFMAN_MAGIC",
+    "HUFFMAN_VERSION",
+    "MODEL_MAGIC",
+    "MODEL_VERSION",
+    "RelativeCSR",
+    "TensorInfo",
+    "canonical_code",
+    "count_fillers",
+    "decode_relative_csr",
+    "describe_compressed",
+    "dumps_compressed",
+    "encode_relative_csr",
+    "huffman_code",
+    "huffman_code_lengths",
+    "huffman_decode",
+    "huffman_encode",
+    "load_compressed",
+    "loads_compressed",
+    "save_compressed",
+]
