@@ -1,0 +1,59 @@
+"""Low-rank factorization: surgeries that replace a layer by several smaller ones.
+
+* :func:`svd_factorize`: a dense layer into two thin ones (truncated SVD; Xue et al. 2013,
+  Sainath et al. 2013, Denton et al. 2014), rank by :func:`rank_for_energy` or
+  :func:`rank_for_budget`.
+* :func:`separable_factorize`: a k x k convolution into k x 1 then 1 x k (Jaderberg et al. 2014,
+  scheme 2), refined on data.
+* :func:`cp_als` (Kolda and Bader 2009) and :func:`cp_decompose_conv`: a convolution into four
+  (Lebedev et al. 2015).
+* :func:`partial_tucker` and :func:`tucker2_decompose_conv`: a convolution into 1x1, core, 1x1
+  (Kim et al. 2016).
+
+Every factorization returns ordinary :class:`refimpl.nn.Linear` / :class:`refimpl.nn.Conv2d`
+layers, so the cost model counts them and :func:`refimpl.nn.fit` fine-tunes them;
+:func:`substitute` puts them into a model. See chapter 7 of the book, "Low-rank factorization".
+"""
+
+from .cp import cp_als, cp_conv_layers, cp_decompose_conv, cp_to_tensor, fold, khatri_rao, unfold
+from .separable import separable_factorize, separable_filters, window_moments
+from .surgery import layer_inputs, relative_output_error, substitute
+from .svd import (
+    energy_kept,
+    rank_for_budget,
+    rank_for_energy,
+    svd_compress,
+    svd_factorize,
+    truncated_svd,
+    weight_spectrum,
+)
+from .timing import compare_inference
+from .tucker import mode_dot, partial_tucker, tucker2_decompose_conv, tucker_to_tensor
+
+__all__ = [
+    "compare_inference",
+    "cp_als",
+    "cp_conv_layers",
+    "cp_decompose_conv",
+    "cp_to_tensor",
+    "energy_kept",
+    "fold",
+    "khatri_rao",
+    "layer_inputs",
+    "mode_dot",
+    "partial_tucker",
+    "rank_for_budget",
+    "rank_for_energy",
+    "relative_output_error",
+    "separable_factorize",
+    "separable_filters",
+    "substitute",
+    "svd_compress",
+    "svd_factorize",
+    "truncated_svd",
+    "tucker2_decompose_conv",
+    "tucker_to_tensor",
+    "unfold",
+    "weight_spectrum",
+    "window_moments",
+]

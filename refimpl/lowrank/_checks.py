@@ -1,0 +1,61 @@
+"""Argument checks shared by the low-rank factorizations (private)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..nn import Conv2d, Linear
+
+RngLike = int | np.random.Generator | None
+
+
+def check_int(value: object, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an int in ``[minimum, maximum]``, else TypeError/ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = "" if maximum is None else f" and <= {maximum}"
+        raise ValueError(f"{name} must be >= {minimum}{upper}, got {value}")
+    return value
+
+
+def check_fraction(value: object, name: str, *, open_low: bool = True) -> float:
+    """``value`` as a float in ``(0, 1]`` (or ``[0, 1]`` if ``open_low`` is False)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    value = float(value)
+    low_ok = value > 0 if open_low else value >= 0
+    if not (low_ok and value <= 1.0) or not np.isfinite(value):
+        interval = "(0, 1]" if open_low else "[0, 1]"
+        raise ValueError(f"{name} must lie in {interval}, got {value}")
+    return value
+
+
+def check_linear(layer: object, name: str = "linear") -> Linear:
+    if not isinstance(layer, Linear):
+        raise TypeError(f"{name} must be a refimpl.nn.Linear, got {type(layer).__name__}")
+    return layer
+
+
+def check_conv(layer: object, name: str = "conv") -> Conv2d:
+    if not isinstance(layer, Conv2d):
+        raise TypeError(f"{name} must be a refimpl.nn.Conv2d, got {type(layer).__name__}")
+    if layer.groups != 1:
+        raise ValueError(f"{name} must have groups=1 (a full convolution), got {layer.groups}")
+    return layer
+
+
+def check_tensor(tensor: object, name: str = "tensor", min_ndim: int = 2) -> np.ndarray:
+    """A finite float64 copy of ``tensor`` with at least ``min_ndim`` axes."""
+    arr = np.asarray(tensor)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} axes, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite (it holds NaN or inf)")
+    return arr
