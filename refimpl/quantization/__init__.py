@@ -1,0 +1,100 @@
+"""Quantization and weight sharing, each a parametrization that the common ``fit`` fine-tunes.
+
+* uniform affine quantization, simulated and in true integers (:mod:`.uniform`);
+* fixed point with round-to-nearest or stochastic rounding (:mod:`.fixed_point`);
+* k-means weight sharing (:mod:`.kmeans`; pruned zeros are index ``-1``, see :data:`PRUNED`);
+* product quantization (:mod:`.pq`) and HashedNets (:mod:`.hashed`);
+* binary weights and activations: BinaryConnect, BNN, XNOR-Net (:mod:`.binary`);
+* powers of two: INQ and shift-based products (:mod:`.pow2`).
+
+See chapter 5 of the book, "Quantization and weight sharing".
+"""
+
+from .apply import quantize_model
+from .binary import (
+    BinaryActivation,
+    BinaryConnect,
+    XNORWeights,
+    binarize,
+    deterministic,
+    glorot_scale,
+    xnor_scale,
+)
+from .fixed_point import FixedPoint, fixed_point_range, round_fixed
+from .hashed import HashedLinear, HashedWeights, bucket_hash, sign_hash
+from .kmeans import (
+    PRUNED,
+    SharedWeights,
+    kmeans_1d,
+    kmeans_1d_exact,
+    kmeans_init,
+    kmeans_quantize,
+    shared_weight,
+)
+from .pow2 import (
+    INQ,
+    PowerOfTwoAct,
+    inq_exponent_range,
+    inq_quantize,
+    inq_step,
+    pow2_decompose,
+    pow2_round,
+    shift_matmul,
+)
+from .pq import ProductQuantized, kmeans, pq_compression_rate, pq_reconstruct, product_quantize
+from .uniform import (
+    FakeQuantize,
+    IntegerLinear,
+    UniformQuant,
+    dequantize,
+    fake_quantize,
+    qparams,
+    qrange,
+    quantize,
+)
+
+__all__ = [
+    "INQ",
+    "PRUNED",
+    "BinaryActivation",
+    "BinaryConnect",
+    "FakeQuantize",
+    "FixedPoint",
+    "HashedLinear",
+    "HashedWeights",
+    "IntegerLinear",
+    "PowerOfTwoAct",
+    "ProductQuantized",
+    "SharedWeights",
+    "UniformQuant",
+    "XNORWeights",
+    "binarize",
+    "bucket_hash",
+    "dequantize",
+    "deterministic",
+    "fake_quantize",
+    "fixed_point_range",
+    "glorot_scale",
+    "inq_exponent_range",
+    "inq_quantize",
+    "inq_step",
+    "kmeans",
+    "kmeans_1d",
+    "kmeans_1d_exact",
+    "kmeans_init",
+    "kmeans_quantize",
+    "pow2_decompose",
+    "pow2_round",
+    "pq_compression_rate",
+    "pq_reconstruct",
+    "product_quantize",
+    "qparams",
+    "qrange",
+    "quantize",
+    "quantize_model",
+    "round_fixed",
+    "shared_weight",
+    "shift_matmul",
+    "sign_hash",
+    "xnor_scale",
+]
