@@ -1,0 +1,23 @@
+"""Pruning: criteria that choose which weights or units to remove, and the methods built on them.
+
+Weight pruning (chapter 3): magnitude pruning, Optimal Brain Damage, Optimal Brain Surgeon,
+lottery tickets, sparse evolutionary training and structured sparsity learning. Masks are
+installed with the network core's :class:`refimpl.nn.Mask` parametrization.
+
+Unit pruning (chapter 4): neuron and filter criteria, selection rules, ThiNet, and the
+surgery that removes units for real.
+"""
+
+from .filter_criteria import *  # noqa: F401,F403
+from .group_lasso import *  # noqa: F401,F403
+from .lottery import *  # noqa: F401,F403
+from .magnitude import *  # noqa: F401,F403
+from .neuron_criteria import *  # noqa: F401,F403
+from .obd import *  # noqa: F401,F403
+from .obs import *  # noqa: F401,F403
+from .schedule import *  # noqa: F401,F403
+from .selection import *  # noqa: F401,F403
+from .sparse_evolution import *  # noqa: F401,F403
+from .surgery import *  # noqa: F401,F403
+from .thinet import *  # noqa: F401,F403
+from .units import *  # noqa: F401,F403
