@@ -1172,6 +1172,31 @@ def _stored_params(layer: Any) -> int | None:
     return None
 
 
+def _parametrized_stored_bytes(layer: Any, buffers: int, dtype_bytes: int | float) -> int | None:
+    """Stored bytes of a layer with parametrized tensors, asking each for its true size.
+
+    A parametrization's ``stored_bits(params, buffers)`` gives the bits of its tensor when
+    deployed (e.g. indices plus codebook for a shared weight); ``None`` (the default, e.g. a
+    mask) means its stored parameters count at ``dtype_bytes`` each, as a dense file holds them.
+    Plain parameters and the layer's own buffers (BatchNorm statistics) count at ``dtype_bytes``.
+    """
+    parametrizations = getattr(layer, "parametrizations", None)
+    if not parametrizations:
+        return None
+    bits = 0.0
+    for key, value in layer.params.items():
+        if key.split(".", 1)[0] not in parametrizations:
+            bits += np.size(value) * dtype_bytes * 8
+    for name, p in parametrizations.items():
+        params, stored_buffers = layer._stored(name)
+        own = p.stored_bits(params, stored_buffers) if hasattr(p, "stored_bits") else None
+        if own is None:
+            own = sum(np.size(v) for v in params.values()) * dtype_bytes * 8
+        bits += own
+    bits += buffers * dtype_bytes * 8
+    return math.ceil(bits / 8)
+
+
 def _nonzero(layer: Any) -> int | None:
     """Nonzero entries of the effective weight and bias, or None if the layer has no weight."""
     weight = getattr(layer, "weight", None)
@@ -1219,6 +1244,9 @@ def _walk_layer(
             row = replace(row, params=stored)
         if spec.param_count():
             row = replace(row, nonzero_params=_nonzero(layer))
+        true_bytes = _parametrized_stored_bytes(layer, row.buffers, dtype_bytes)
+        if true_bytes is not None:
+            row = replace(row, stored_bytes=true_bytes)
         rows.append(row)
         return row.output_shape
     raise TypeError(

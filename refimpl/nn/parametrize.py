@@ -43,6 +43,15 @@ class Parametrization:
     def constrain(self, params: Arrays, buffers: Arrays) -> None:  # noqa: B027 - optional hook
         """Restore constraints on the stored tensors in place after an optimizer step."""
 
+    def stored_bits(self, params: Arrays, buffers: Arrays) -> int | None:
+        """Bits a deployed model needs for this weight, or None for "its stored params as is".
+
+        The cost model (:func:`refimpl.cost.profile`) asks every parametrization, so a shared,
+        quantized or binary weight reports its true size (for instance ``n`` indices of
+        ``log2 k`` bits plus a ``k``-entry codebook) rather than its training-time float copy.
+        """
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 

@@ -150,6 +150,10 @@ class BinaryConnect(Parametrization):
     def constrain(self, params: Arrays, buffers: Arrays) -> None:
         np.clip(params["real"], -self.H, self.H, out=params["real"])
 
+    def stored_bits(self, params: Arrays, buffers: Arrays) -> int:
+        """One bit per weight plus the float32 scale."""
+        return int(params["real"].size + 32)
+
     def __repr__(self) -> str:
         return f"BinaryConnect(stochastic={self.stochastic}, scale={self.scale!r})"
 
@@ -208,6 +212,12 @@ class XNORWeights(Parametrization):
         through = alpha * grad_weight * (np.abs(theta) <= 1)
         via_alpha = sign / n * (grad_weight * sign).sum(axis=axes, keepdims=True)
         return {"real": (through + via_alpha).astype(theta.dtype)}
+
+    def stored_bits(self, params: Arrays, buffers: Arrays) -> int:
+        """One bit per weight plus one float32 scaling factor per output filter or row."""
+        w = params["real"]
+        return int(w.size + w.shape[0] * 32)
+
 
 
 class BinaryActivation(Layer):

@@ -165,6 +165,10 @@ class FixedPoint(Parametrization):
     def constrain(self, params: Arrays, buffers: Arrays) -> None:
         params["fixed"][...] = self._round(params["fixed"])
 
+    def stored_bits(self, params: Arrays, buffers: Arrays) -> int:
+        """``integer_bits + fraction_bits`` per weight."""
+        return int(params["fixed"].size * (self.integer_bits + self.fraction_bits))
+
     def __repr__(self) -> str:
         return (
             f"FixedPoint(<{self.integer_bits}, {self.fraction_bits}>, "

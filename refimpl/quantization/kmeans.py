@@ -547,5 +547,13 @@ class SharedWeights(Parametrization):
         )
         return {"codebook": sums[1:].astype(codebook.dtype)}
 
+    def stored_bits(self, params: Arrays, buffers: Arrays) -> int:
+        """Codebook in its float width plus ``ceil(log2(k + 1))``-bit indices if any weight is
+        pruned (the extra symbol is the pruned zero), ``ceil(log2 k)`` bits otherwise."""
+        codebook, indices = params["codebook"], buffers["indices"]
+        symbols = codebook.size + int(bool((indices == PRUNED).any()))
+        index_bits = max(1, int(np.ceil(np.log2(max(symbols, 2)))))
+        return int(codebook.size * codebook.itemsize * 8 + indices.size * index_bits)
+
     def __repr__(self) -> str:
         return f"SharedWeights(n_clusters={self.n_clusters})"

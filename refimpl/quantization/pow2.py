@@ -145,6 +145,10 @@ class INQ(Parametrization):
         buffers["frozen"][new] = 1
         self.constrain(params, buffers)
 
+    def stored_bits(self, params: Arrays, buffers: Arrays) -> int:
+        """``bits`` per weight once every weight is a power of two or zero (INQ's end state)."""
+        return int(params["weight"].size * self.bits)
+
     def __repr__(self) -> str:
         return f"INQ(bits={self.bits})"
 

@@ -282,6 +282,12 @@ class ProductQuantized(Parametrization):
         )
         return {"codebooks": grad.reshape(s, k, d).astype(cb.dtype)}
 
+    def stored_bits(self, params: Arrays, buffers: Arrays) -> int:
+        """Codebooks in their float width plus ``ceil(log2 k)`` bits per sub-vector code."""
+        books, codes = params["codebooks"], buffers["codes"]
+        k = books.shape[1] if books.ndim >= 2 else books.size
+        return int(books.size * books.itemsize * 8 + codes.size * max(1, int(np.ceil(np.log2(k)))))
+
     def __repr__(self) -> str:
         s, k, d = self.codebooks.shape
         return f"ProductQuantized(blocks={s}, n_centroids={k}, subvector_len={d})"

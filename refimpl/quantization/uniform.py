@@ -230,6 +230,12 @@ class UniformQuant(Parametrization):
     def pullback(self, grad_weight: np.ndarray, params: Arrays, buffers: Arrays) -> Arrays:
         return {"orig": grad_weight}
 
+    def stored_bits(self, params: Arrays, buffers: Arrays) -> int:
+        """``bits`` per weight plus one float32 scale (and zero point) per tensor or channel."""
+        w = params["orig"]
+        scales = w.shape[0] if self.per_channel else 1
+        return int(w.size * self.bits + scales * 32 * (1 if self.symmetric else 2))
+
     def __repr__(self) -> str:
         return (
             f"UniformQuant(bits={self.bits}, per_channel={self.per_channel}, "
