@@ -23,20 +23,11 @@ import numpy as np
 from refimpl.baselines import load_baseline, weights_path
 from refimpl.lowrank import cp_als, cp_to_tensor, unfold
 from refimpl.report import format_table
+from refimpl.timing import time_call
 
 SHAPE = (50, 20, 5, 5)
 RANK = 16
 SWEEPS = 50
-
-
-def median_time(fn, repeat: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def lstsq_als(X: np.ndarray, factors: list[np.ndarray], sweeps: int) -> list[np.ndarray]:
@@ -63,13 +54,17 @@ def main() -> None:
     gen = np.random.default_rng(0)
     init = [gen.standard_normal((s, RANK)) for s in SHAPE]
 
-    t_ours = median_time(lambda: cp_als(kernel, RANK, n_iter_max=SWEEPS, tol=0, init=init))
-    t_lstsq = median_time(lambda: lstsq_als(kernel, init, SWEEPS), repeat=3)
+    t_ours = time_call(
+        lambda: cp_als(kernel, RANK, n_iter_max=SWEEPS, tol=0, init=init), statistic="median"
+    )
+    t_lstsq = time_call(lambda: lstsq_als(kernel, init, SWEEPS), repeats=3, statistic="median")
     flops = 2 * kernel.ndim * kernel.size * RANK * SWEEPS
     unfoldings = [unfold(kernel, n) for n in range(kernel.ndim)]
     krs = [gen.standard_normal((kernel.size // s, RANK)) for s in SHAPE]
-    t_blas = median_time(lambda: [u @ k for _ in range(SWEEPS) for u, k in zip(unfoldings, krs,
-                                                                                strict=True)])
+    t_blas = time_call(
+        lambda: [u @ k for _ in range(SWEEPS) for u, k in zip(unfoldings, krs, strict=True)],
+        statistic="median",
+    )
     start = time.perf_counter()
     weights, factors, errors = cp_als(kernel, RANK, rng=0, return_errors=True)  # defaults
     t_default = time.perf_counter() - start
@@ -78,16 +73,26 @@ def main() -> None:
     print(f"CP-ALS of a {' x '.join(map(str, SHAPE))} kernel at rank {RANK} ({source})\n")
     rows = [
         ("refimpl cp_als (normal equations)", t_ours * 1e3, t_ours / SWEEPS * 1e3, 1.0),
-        ("plain ALS with lstsq on unfoldings", t_lstsq * 1e3, t_lstsq / SWEEPS * 1e3,
-         t_lstsq / t_ours),
-        ("numpy.matmul of the MTTKRPs only", t_blas * 1e3, t_blas / SWEEPS * 1e3,
-         t_blas / t_ours),
+        (
+            "plain ALS with lstsq on unfoldings",
+            t_lstsq * 1e3,
+            t_lstsq / SWEEPS * 1e3,
+            t_lstsq / t_ours,
+        ),
+        ("numpy.matmul of the MTTKRPs only", t_blas * 1e3, t_blas / SWEEPS * 1e3, t_blas / t_ours),
     ]
-    print(format_table(rows, ["method", f"ms for {SWEEPS} sweeps", "ms per sweep",
-                              "time / cp_als"], floatfmt=".2f"))
+    print(
+        format_table(
+            rows,
+            ["method", f"ms for {SWEEPS} sweeps", "ms per sweep", "time / cp_als"],
+            floatfmt=".2f",
+        )
+    )
     print(f"\nMTTKRP arithmetic: {flops / 1e6:.1f} MFLOP in {SWEEPS} sweeps")
-    print(f"cp_als with its defaults (n_iter_max=100, tol=1e-8): {len(errors)} sweeps in "
-          f"{t_default * 1e3:.0f} ms, relative error {err:.4f}")
+    print(
+        f"cp_als with its defaults (n_iter_max=100, tol=1e-8): {len(errors)} sweeps in "
+        f"{t_default * 1e3:.0f} ms, relative error {err:.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Run: ``python benchmarks/bench_huffman.py [N]`` (or ``make bench``). Timings nev
 from __future__ import annotations
 
 import sys
-import time
 import zlib
 
 import numpy as np
@@ -27,16 +26,7 @@ from refimpl.coding import encode_relative_csr, huffman_decode, huffman_encode
 from refimpl.pruning import magnitude_mask
 from refimpl.quantization import kmeans_quantize
 from refimpl.report import format_table
-
-
-def best_time(fn, repeat: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from refimpl.timing import time_call
 
 
 def entropy_bits(x: np.ndarray) -> float:
@@ -63,21 +53,44 @@ def main(n: int = 4_000_000) -> None:
     for name, x in workloads(n, rng).items():
         data = huffman_encode(x)
         assert np.array_equal(huffman_decode(data), x)
-        t_enc = best_time(lambda x=x: huffman_encode(x))
-        t_dec = best_time(lambda data=data: huffman_decode(data))
+        t_enc = time_call(lambda x=x: huffman_encode(x))
+        t_dec = time_call(lambda data=data: huffman_decode(data))
         z = zlib.compress(x.tobytes(), 6)
-        t_zenc = best_time(lambda x=x: zlib.compress(x.tobytes(), 6))
-        t_zdec = best_time(lambda z=z: zlib.decompress(z))
-        rows.append((
-            name, entropy_bits(x), 8 * len(data) / n, 8 * len(z) / n,
-            n / t_enc / 1e6, n / t_dec / 1e6, n / t_zenc / 1e6, n / t_zdec / 1e6,
-            t_zenc / t_enc, t_zdec / t_dec,
-        ))
+        t_zenc = time_call(lambda x=x: zlib.compress(x.tobytes(), 6))
+        t_zdec = time_call(lambda z=z: zlib.decompress(z))
+        rows.append(
+            (
+                name,
+                entropy_bits(x),
+                8 * len(data) / n,
+                8 * len(z) / n,
+                n / t_enc / 1e6,
+                n / t_dec / 1e6,
+                n / t_zenc / 1e6,
+                n / t_zdec / 1e6,
+                t_zenc / t_enc,
+                t_zdec / t_dec,
+            )
+        )
     print(f"Huffman coding of {n:,} symbols (1 MB = 10**6 uint8 symbols; best of 5 runs)\n")
-    print(format_table(rows, [
-        "data", "entropy bit/sym", "huffman bit/sym", "zlib bit/sym", "encode MB/s",
-        "decode MB/s", "zlib enc MB/s", "zlib dec MB/s", "enc vs zlib", "dec vs zlib",
-    ], floatfmt=".2f"))
+    print(
+        format_table(
+            rows,
+            [
+                "data",
+                "entropy bit/sym",
+                "huffman bit/sym",
+                "zlib bit/sym",
+                "encode MB/s",
+                "decode MB/s",
+                "zlib enc MB/s",
+                "zlib dec MB/s",
+                "enc vs zlib",
+                "dec vs zlib",
+            ],
+            floatfmt=".2f",
+        )
+    )
     print("\n(MB/s of uint8 symbols equals millions of symbols per second.)")
 
 

@@ -19,16 +19,7 @@ import numpy as np
 from refimpl import models
 from refimpl.nn import SGD, Conv2d, Linear, fit
 from refimpl.report import format_table
-
-
-def best_time(fn, repeat: int = 7) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from refimpl.timing import time_call
 
 
 def matmul_reference(m: int, k: int, n: int, rng: np.random.Generator) -> float:
@@ -36,7 +27,7 @@ def matmul_reference(m: int, k: int, n: int, rng: np.random.Generator) -> float:
     w = rng.standard_normal((n, k)).astype(np.float32)
     x = rng.standard_normal((k, m)).astype(np.float32)
     dy = rng.standard_normal((n, m)).astype(np.float32)
-    return best_time(lambda: (w @ x, dy @ x.T, w.T @ dy))
+    return time_call(lambda: (w @ x, dy @ x.T, w.T @ dy))
 
 
 def bench_layer(layer, x: np.ndarray) -> float:
@@ -47,7 +38,7 @@ def bench_layer(layer, x: np.ndarray) -> float:
         layer.forward(x, train=True)
         layer.backward(dy)
 
-    return best_time(step)
+    return time_call(step)
 
 
 def main() -> None:

@@ -361,7 +361,7 @@ class Profile:
 
     @property
     def stored_bytes(self) -> int:
-        """Bytes of a dense file of the model's parameters and buffers."""
+        """Stored bytes: dense float for plain tensors, the deployed size for parametrized ones."""
         return self._total("stored_bytes")
 
     @property

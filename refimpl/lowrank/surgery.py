@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..nn import Layer, Sequential
+from ..nn import Layer, Sequential, forward_through
 
 __all__ = ["layer_inputs", "relative_output_error", "substitute"]
 
@@ -119,12 +119,4 @@ def layer_inputs(
         raise ValueError(f"name must be a layer of the model ({names}), got {name!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    before = [model[n] for n in names[: names.index(name)]]
-    x = np.asarray(inputs)
-    outs = []
-    for i in range(0, len(x), batch_size):
-        z = x[i : i + batch_size]
-        for layer in before:
-            z = layer.forward(z, train=False)
-        outs.append(z)
-    return np.concatenate(outs, axis=0)
+    return forward_through(model, inputs, names.index(name) - 1, batch_size=batch_size)

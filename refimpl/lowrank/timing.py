@@ -7,13 +7,12 @@ medians, so a slow moment hits all of them alike. See chapter 7 of the book, "Me
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 
 import numpy as np
 
 from ..nn import Layer
-from ._checks import check_int
+from ..timing import time_inference
 
 __all__ = ["compare_inference"]
 
@@ -46,22 +45,6 @@ def compare_inference(
     dict of str to float
         Median wall-clock seconds per model over the timed rounds.
     """
-    if not isinstance(models, Mapping) or not models:
-        raise ValueError("models must be a non-empty mapping of name to model")
-    for name, model in models.items():
-        if not isinstance(model, Layer):
-            raise TypeError(f"models[{name!r}] must be a refimpl.nn layer or model")
-    repeats = check_int(repeats, "repeats", 1)
-    warmup = check_int(warmup, "warmup", 0)
-    x = np.asarray(inputs)
-    step = len(x) if batch_size is None else check_int(batch_size, "batch_size")
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for round_ in range(warmup + repeats):
-        for name, model in models.items():
-            start = time.perf_counter()
-            for i in range(0, len(x), step):
-                model.forward(x[i : i + step], train=False)
-            elapsed = time.perf_counter() - start
-            if round_ >= warmup:
-                times[name].append(elapsed)
-    return {name: float(np.median(t)) for name, t in times.items()}
+    return time_inference(
+        models, inputs, repeats=repeats, warmup=warmup, batch_size=batch_size, statistic="median"
+    )

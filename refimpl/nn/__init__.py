@@ -22,7 +22,7 @@ from .losses import CrossEntropyLoss, MSELoss, log_softmax, softmax
 from .optim import SGD, Adam, CosineAnnealingLR, LRScheduler, Optimizer, StepLR
 from .parametrize import Mask, Parametrization
 from .sequential import Sequential, load_state_file
-from .train import Evaluation, History, evaluate, fit, predict
+from .train import Evaluation, History, evaluate, fit, forward_through, predict
 
 __all__ = [
     "Adam",
@@ -53,6 +53,7 @@ __all__ = [
     "Tanh",
     "evaluate",
     "fit",
+    "forward_through",
     "gradcheck",
     "load_state_file",
     "log_softmax",

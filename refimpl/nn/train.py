@@ -64,6 +64,28 @@ def predict(model: Layer, X: np.ndarray, *, batch_size: int = 1000) -> np.ndarra
     return np.concatenate(outs, axis=0)
 
 
+def forward_through(
+    model: Layer, X: np.ndarray, stop: int, *, batch_size: int = 1000
+) -> np.ndarray:
+    """Outputs of the layers ``0 .. stop`` of a ``Sequential`` in evaluation mode, batch by batch.
+
+    The intermediate activations that layer-wise methods need (ThiNet, layer-wise OBS, the
+    data-driven refinement of a factorized layer). ``stop = -1`` runs no layer and returns
+    ``X`` as an array.
+    """
+    layers = list(model)[: stop + 1]
+    X = np.asarray(X)
+    if not layers:
+        return X
+    outs = []
+    for i in range(0, len(X), batch_size):
+        x = X[i : i + batch_size]
+        for layer in layers:
+            x = layer.forward(x, train=False)
+        outs.append(x)
+    return np.concatenate(outs, axis=0)
+
+
 def evaluate(
     model: Layer, data: tuple[np.ndarray, np.ndarray], *, batch_size: int = 1000, loss: Any = None
 ) -> Evaluation:

@@ -339,14 +339,14 @@ class SoftFilterPruning:
     def __init__(
         self, sparsity: float | Mapping[str, float], layers: Any = None
     ) -> None:
-        from .selection import _check_sparsity
+        from .magnitude import check_sparsity
 
         if isinstance(sparsity, Mapping):
-            self.sparsity = {str(k): _check_sparsity(v) for k, v in sparsity.items()}
+            self.sparsity = {str(k): check_sparsity(v) for k, v in sparsity.items()}
         else:
             if layers is None:
                 raise ValueError("layers is required when sparsity is one number")
-            value = _check_sparsity(sparsity)
+            value = check_sparsity(sparsity)
             self.sparsity = {str(name): value for name in layers}
         if not self.sparsity:
             raise ValueError("SoftFilterPruning needs at least one layer")

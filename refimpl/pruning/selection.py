@@ -24,6 +24,7 @@ import numpy as np
 
 from ..cost import profile
 from ..nn import Sequential
+from .magnitude import check_sparsity
 from .surgery import shrink, unit_count
 
 __all__ = [
@@ -35,17 +36,6 @@ __all__ = [
 ]
 
 _NORMALIZE = ("l2", "max", "rank", "none")
-
-
-def _check_sparsity(sparsity: float, name: str = "sparsity") -> float:
-    if isinstance(sparsity, (bool, np.bool_)) or not isinstance(
-        sparsity, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"{name} must be a float in [0, 1), got {type(sparsity).__name__}")
-    value = float(sparsity)
-    if not (math.isfinite(value) and 0.0 <= value < 1.0):
-        raise ValueError(f"{name} must lie in [0, 1) (the fraction removed), got {sparsity!r}")
-    return value
 
 
 def n_to_prune(n: int, sparsity: float | int) -> int:
@@ -263,7 +253,7 @@ def select_to_flop_budget(
     """
     if strategy not in ("uniform", "global"):
         raise ValueError(f"strategy must be 'uniform' or 'global', got {strategy!r}")
-    r = _check_sparsity(flop_reduction, "flop_reduction")
+    r = check_sparsity(flop_reduction, "flop_reduction")
     names, layer_of, unit_of = _global_order(scores, normalize, model)
     sizes = {n: unit_count(model, n) for n in names}
     base = flops_of(model, input_shape)
@@ -275,8 +265,9 @@ def select_to_flop_budget(
     if strategy == "global":
         lo, hi = 0, sum(sizes.values()) - len(names)  # hi: every layer down to one unit
         if flops(_prefix_keep(names, sizes, layer_of, unit_of, hi)) > target:
-            raise ValueError(f"flop_reduction {r} is out of reach: even one unit per layer "
-                             "leaves more FLOPs")
+            raise ValueError(
+                f"flop_reduction {r} is out of reach: even one unit per layer leaves more FLOPs"
+            )
         while lo < hi:
             mid = (lo + hi) // 2
             if flops(_prefix_keep(names, sizes, layer_of, unit_of, mid)) <= target:
@@ -301,8 +292,9 @@ def select_to_flop_budget(
 
     lo, hi = 0, len(grid) - 1
     if flops(keep_at(counts(grid[hi]))) > target:
-        raise ValueError(f"flop_reduction {r} is out of reach: even one unit per layer leaves "
-                         "more FLOPs")
+        raise ValueError(
+            f"flop_reduction {r} is out of reach: even one unit per layer leaves more FLOPs"
+        )
     while lo < hi:
         mid = (lo + hi) // 2
         if flops(keep_at(counts(grid[mid]))) <= target:

@@ -28,7 +28,6 @@ See chapter 4 of the book, "Surgery".
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -50,6 +49,7 @@ from ..nn import (
     Tanh,
 )
 from ..nn.layers import Layer
+from ..timing import time_inference
 
 __all__ = [
     "UnitChain",
@@ -143,8 +143,10 @@ def unit_chain(model: Sequential, layer_name: str) -> UnitChain:
     n = unit_count(model, layer_name)
     layer = model[layer_name]
     if isinstance(layer, Conv2d) and layer.groups != 1:
-        raise ValueError(f"layer {layer_name!r} is grouped (groups={layer.groups}); "
-                         "unit surgery supports groups=1 only")
+        raise ValueError(
+            f"layer {layer_name!r} is grouped (groups={layer.groups}); "
+            "unit surgery supports groups=1 only"
+        )
     names = model.names()
     index = names.index(layer_name)
     chain = UnitChain(layer_name, index)
@@ -243,8 +245,12 @@ def _baked(layer: Layer) -> Layer:
 
 
 def _slice_weighted(
-    layer: Layer, rows: np.ndarray | None, cols: np.ndarray | None, block: int = 1,
-    col_scale: np.ndarray | None = None, bias_delta: np.ndarray | None = None,
+    layer: Layer,
+    rows: np.ndarray | None,
+    cols: np.ndarray | None,
+    block: int = 1,
+    col_scale: np.ndarray | None = None,
+    bias_delta: np.ndarray | None = None,
 ) -> Layer:
     """Copy of a Linear/Conv2d keeping ``rows`` (outputs) and ``cols`` (input units).
 
@@ -360,9 +366,7 @@ def _fold(next_layer: Layer, removed: np.ndarray, const: np.ndarray, block: int)
 # --------------------------------------------------------------------------------------------
 
 
-def mask_units(
-    model: Sequential, layer_name: str, keep: Sequence[int] | np.ndarray
-) -> Sequential:
+def mask_units(model: Sequential, layer_name: str, keep: Sequence[int] | np.ndarray) -> Sequential:
     """A copy of ``model`` whose units outside ``keep`` have their weight rows masked to zero.
 
     This is the *masked* model: the same shape and cost as before (a :class:`~refimpl.nn.Mask`
@@ -642,19 +646,4 @@ def measure_inference(
     batch_size : int
         Rows per forward call.
     """
-    if not isinstance(models, Mapping) or not models:
-        raise ValueError("models must be a non-empty mapping of names to models")
-    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
-        raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
-        batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    best = {name: float("inf") for name in models}
-    for _ in range(int(repeats)):
-        for name, model in models.items():
-            start = time.perf_counter()
-            for i in range(0, len(X), batch_size):
-                model.forward(X[i : i + batch_size], train=False)
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+    return time_inference(models, X, repeats=repeats, batch_size=batch_size, statistic="min")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..nn import Conv2d, Sequential
+from ..nn import Conv2d, Sequential, forward_through
 from .selection import select_per_layer
 from .surgery import (
     _constant_outputs,
@@ -98,9 +98,7 @@ class ThiNetSamples:
         w, *_ = np.linalg.lstsq(self.contributions[:, kept], rhs, rcond=None)
         return w
 
-    def error(
-        self, keep: Sequence[int] | np.ndarray, scale: np.ndarray | None = None
-    ) -> float:
+    def error(self, keep: Sequence[int] | np.ndarray, scale: np.ndarray | None = None) -> float:
         """Relative squared reconstruction error ``||y - y_hat||^2 / ||y||^2`` of keeping ``keep``.
 
         ``scale`` (one factor per kept channel) multiplies the kept contributions.
@@ -117,17 +115,6 @@ class ThiNetSamples:
         y = self.target
         denom = float(y @ y)
         return float(np.sum((y - approx) ** 2) / denom) if denom > 0 else 0.0
-
-
-def _next_inputs(model: Sequential, stop: int, X: np.ndarray, batch_size: int) -> np.ndarray:
-    layers = list(model)[: stop + 1]
-    outs = []
-    for i in range(0, len(X), batch_size):
-        x = X[i : i + batch_size]
-        for layer in layers:
-            x = layer.forward(x, train=False)
-        outs.append(x)
-    return np.concatenate(outs, axis=0)
 
 
 def thinet_samples(
@@ -161,14 +148,18 @@ def thinet_samples(
     """
     if not isinstance(X, np.ndarray) or X.ndim < 2 or len(X) == 0:
         raise ValueError("X must be a non-empty array of inputs, shape (N, ...)")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or (
-        n_samples < 1
+    if (
+        isinstance(n_samples, bool)
+        or not isinstance(n_samples, (int, np.integer))
+        or (n_samples < 1)
     ):
         raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}")
     chain = unit_chain(model, layer_name)
     work = model.copy()
     layer, nxt = work[layer_name], work[chain.next_name]
-    x = _next_inputs(work, chain.index + len(chain.between), X, batch_size).astype(np.float64)
+    x = forward_through(work, X, chain.index + len(chain.between), batch_size=batch_size).astype(
+        np.float64
+    )
     const = _constant_outputs(layer, chain.between)  # (C,)
     w = np.asarray(nxt.weight, dtype=np.float64)
     gen = np.random.default_rng(rng)

@@ -24,6 +24,7 @@ from ..nn import (
     Sequential,
     Sigmoid,
     Tanh,
+    forward_through,
 )
 from . import filter_criteria as fc
 from . import neuron_criteria as nc
@@ -53,17 +54,6 @@ def _activation_end(model: Sequential, layer_name: str) -> int:
     return end
 
 
-def _run(model: Sequential, X: np.ndarray, stop: int, batch_size: int) -> np.ndarray:
-    layers = list(model)[: stop + 1]
-    outs = []
-    for i in range(0, len(X), batch_size):
-        x = X[i : i + batch_size]
-        for layer in layers:
-            x = layer.forward(x, train=False)
-        outs.append(x)
-    return np.concatenate(outs, axis=0)
-
-
 def unit_activations(
     model: Sequential, layer_name: str, X: np.ndarray, *, batch_size: int = 500
 ) -> np.ndarray:
@@ -87,7 +77,9 @@ def unit_activations(
     """
     unit_count(model, layer_name)
     _check_X(X)
-    return _run(model.copy(), X, _activation_end(model, layer_name), batch_size)
+    return forward_through(
+        model.copy(), X, _activation_end(model, layer_name), batch_size=batch_size
+    )
 
 
 def unit_gradients(
