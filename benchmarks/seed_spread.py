@@ -27,7 +27,6 @@ Takes a few minutes per notebook and seed set (runs in parallel with ``--jobs``)
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -43,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 import nbformat  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 
-from tests.nbval_tolerance import METADATA_KEY, DEFAULT, Tolerance, split_numbers  # noqa: E402
+from tests.nbval_tolerance import DEFAULT, METADATA_KEY, Tolerance, split_numbers  # noqa: E402
 
 SEED_LINE = re.compile(r"^SEED = \d+\b", re.MULTILINE)
 SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
@@ -175,7 +174,8 @@ def report(path: str, cells: list[dict], runs: list[dict], current: list[dict]) 
         if info["layout_changed"]:
             problems.append("layout changed: " + "; ".join(info["layout_changed"]))
         if info["errors"]:
-            problems.append("errors: " + "; ".join(f"{k}: {v[0]}" for k, v in info["errors"].items()))
+            errs = "; ".join(f"{k}: {v[0]}" for k, v in info["errors"].items())
+            problems.append("errors: " + errs)
         if not info["numbers"] and not problems:
             continue
         nums = info["numbers"]

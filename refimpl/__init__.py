@@ -1,9 +1,78 @@
 """refimpl: the reference implementation of *Compressing Deep Networks*.
 
-A small, dependency-light NumPy package: network layers with hand-written backward passes
-(:mod:`refimpl.nn`), data loaders (:mod:`refimpl.data`), a cost model (:mod:`refimpl.cost`),
-reference models (:mod:`refimpl.models`) and, on top of them, the compression methods the book
-explains.
+A small, dependency-light NumPy package. ``import refimpl as rf`` gives every subpackage and the
+calls a chapter uses most:
+
+* the network core, :mod:`refimpl.nn` (layers with hand-written backward passes, losses,
+  optimizers, ``rf.fit``, ``rf.finetune``, ``rf.evaluate``, ``rf.accuracy``, ``rf.predict``);
+* data, :mod:`refimpl.data` (``rf.load_digits``, ``rf.load_fashion_mnist``), reference models,
+  :mod:`refimpl.models`, and their trained baselines, :mod:`refimpl.baselines`
+  (``rf.load_baseline``);
+* the cost model, :mod:`refimpl.cost` (``rf.profile``), timing, :mod:`refimpl.timing`
+  (``rf.time_inference``, ``rf.time_call``), and tables, :mod:`refimpl.report`
+  (``rf.format_table``);
+* the methods, by the four kinds of thing a compression method is: criteria and surgery in
+  :mod:`refimpl.pruning`, parametrizations in :mod:`refimpl.pruning` and
+  :mod:`refimpl.quantization`, factorizations in :mod:`refimpl.lowrank`, codecs in
+  :mod:`refimpl.coding`.
+
+Conventions of the whole package (names, ranges, copies, seeds) are written down in
+``refimpl/README.md``.
 """
 
 __version__ = "0.1.0"
+
+from . import (  # noqa: E402 - the subpackages are the package's front door
+    baselines,
+    coding,
+    cost,
+    data,
+    lowrank,
+    models,
+    nn,
+    pruning,
+    quantization,
+    report,
+    timing,
+)
+from .baselines import baseline_info, load_baseline  # noqa: E402
+from .cost import profile  # noqa: E402
+from .data import load_digits, load_fashion_mnist  # noqa: E402
+from .nn import (  # noqa: E402
+    Sequential,
+    accuracy,
+    evaluate,
+    finetune,
+    fit,
+    predict,
+)
+from .report import format_table  # noqa: E402
+from .timing import time_call, time_inference  # noqa: E402
+
+__all__ = [
+    "Sequential",
+    "accuracy",
+    "baseline_info",
+    "baselines",
+    "coding",
+    "cost",
+    "data",
+    "evaluate",
+    "finetune",
+    "fit",
+    "format_table",
+    "load_baseline",
+    "load_digits",
+    "load_fashion_mnist",
+    "lowrank",
+    "models",
+    "nn",
+    "predict",
+    "profile",
+    "pruning",
+    "quantization",
+    "report",
+    "time_call",
+    "time_inference",
+    "timing",
+]

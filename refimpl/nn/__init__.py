@@ -22,7 +22,16 @@ from .losses import CrossEntropyLoss, MSELoss, log_softmax, softmax
 from .optim import SGD, Adam, CosineAnnealingLR, LRScheduler, Optimizer, StepLR
 from .parametrize import Mask, Parametrization
 from .sequential import Sequential, load_state_file
-from .train import Evaluation, History, evaluate, fit, forward_through, predict
+from .train import (
+    Evaluation,
+    History,
+    accuracy,
+    evaluate,
+    finetune,
+    fit,
+    forward_through,
+    predict,
+)
 
 __all__ = [
     "Adam",
@@ -51,7 +60,9 @@ __all__ = [
     "Sigmoid",
     "StepLR",
     "Tanh",
+    "accuracy",
     "evaluate",
+    "finetune",
     "fit",
     "forward_through",
     "gradcheck",

@@ -193,3 +193,68 @@ def fit(
                 line += f"  val_acc {history.val_accuracy[-1]:.4f}"
             print(line + f"  ({history.seconds[-1]:.1f} s)", file=sys.stdout, flush=True)
     return history
+
+
+def accuracy(
+    model: Layer, data: tuple[np.ndarray, np.ndarray], *, batch_size: int = 1000
+) -> float:
+    """Fraction of ``data = (X, y)`` that ``model`` classifies correctly (evaluation mode).
+
+    The same figure as ``evaluate(model, data).accuracy``, without the loss. Convolutional models
+    often evaluate faster with small batches (``batch_size=100``): the im2col matrix stays in
+    the cache. The result does not depend on ``batch_size``.
+    """
+    return evaluate(model, data, batch_size=batch_size).accuracy
+
+
+def finetune(
+    model: Layer,
+    data: tuple[np.ndarray, np.ndarray],
+    *,
+    epochs: int = 1,
+    optimizer: Optimizer | None = None,
+    scheduler: Any = None,
+    batch_size: int = 64,
+    rng: int | np.random.Generator | None = 0,
+    loss: Any = None,
+    callbacks: Sequence[Any] = (),
+    verbose: bool = False,
+) -> Layer:
+    """Retrain a compressed ``model`` in place on ``data`` with :func:`fit`; return the model.
+
+    The fine-tuning step of every method in the book, in one place. A pruned, shared or
+    quantized model keeps its parametrizations, so what was removed stays removed.
+
+    Parameters
+    ----------
+    model : Layer
+        Usually a compressed :class:`~refimpl.nn.Sequential`; updated in place.
+    data : (X, y)
+        Training inputs (N, ...) and labels (N,).
+    epochs : int
+        Passes over ``data``.
+    optimizer : Optimizer, optional
+        Default ``SGD(0.001, momentum=0.9)``: a small step, since the weights start trained.
+    scheduler : callable, optional
+        ``scheduler(optimizer) -> LRScheduler``, for instance
+        ``lambda opt: CosineAnnealingLR(opt, T_max=epochs)``.
+    batch_size, rng, loss, callbacks, verbose
+        As in :func:`fit`; ``rng`` (the shuffles' seed) defaults to 0, and nothing is printed
+        unless ``verbose``.
+    """
+    from .optim import SGD
+
+    opt = optimizer if optimizer is not None else SGD(0.001, momentum=0.9)
+    fit(
+        model,
+        data,
+        epochs=epochs,
+        optimizer=opt,
+        scheduler=scheduler(opt) if scheduler is not None else None,
+        batch_size=batch_size,
+        rng=rng,
+        loss=loss,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    return model
