@@ -20,8 +20,8 @@ from .layers import (
 )
 from .losses import CrossEntropyLoss, MSELoss, log_softmax, softmax
 from .optim import SGD, Adam, CosineAnnealingLR, LRScheduler, Optimizer, StepLR
-from .parametrize import Mask, Parametrization
-from .sequential import Sequential, load_state_file
+from .parametrize import Deployed, Mask, Parametrization
+from .sequential import Sequential, leaf_layers, load_state_file, weighted_layers
 from .train import (
     Evaluation,
     History,
@@ -41,6 +41,7 @@ __all__ = [
     "Conv2d",
     "CosineAnnealingLR",
     "CrossEntropyLoss",
+    "Deployed",
     "Dropout",
     "Evaluation",
     "Flatten",
@@ -66,10 +67,12 @@ __all__ = [
     "fit",
     "forward_through",
     "gradcheck",
+    "leaf_layers",
     "load_state_file",
     "log_softmax",
     "numerical_gradient",
     "predict",
     "relative_error",
     "softmax",
+    "weighted_layers",
 ]

@@ -17,6 +17,7 @@ book walks through the dense layer and the convolution.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import ClassVar
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -62,13 +63,25 @@ def _check_input(x: np.ndarray, ndim: int, layer: str, what: str) -> np.ndarray:
 
 
 class Layer:
-    """Base class of all layers: parameters, buffers, gradients and parametrizations."""
+    """Base class of all layers: parameters, buffers, gradients and parametrizations.
+
+    Attributes
+    ----------
+    weighted : bool
+        ``True`` for layers whose ``weight`` the compression methods act on (dense and
+        convolution layers): what :func:`refimpl.nn.weighted_layers` walks over.
+    """
+
+    weighted: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.params: Arrays = {}
         self.grads: Arrays = {}
         self.buffers: Arrays = {}
-        self.parametrizations: dict[str, Parametrization] = {}
+        self.parametrizations: dict[str, list[Parametrization]] = {}
+        # per tensor, per step of its chain: (param keys, buffer keys), stored under "name.key"
+        self._chain_keys: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = {}
+        self._chain_shape: dict[str, tuple[int, ...]] = {}
 
     # -- the contract -------------------------------------------------------------------------
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
@@ -114,34 +127,133 @@ class Layer:
         self.grads = {}
         return self
 
-    # -- parametrizations ---------------------------------------------------------------------
-    def _stored(self, name: str) -> tuple[Arrays, Arrays]:
-        head = name + "."
-        params = {k[len(head) :]: v for k, v in self.params.items() if k.startswith(head)}
-        buffers = {k[len(head) :]: v for k, v in self.buffers.items() if k.startswith(head)}
-        return params, buffers
+    # -- parametrizations: a chain per tensor (see refimpl.nn.parametrize) ---------------------
+    def chain(self, name: str) -> tuple[Parametrization, ...]:
+        """The parametrizations of tensor ``name``, first to last (empty if it has none)."""
+        return tuple(self.parametrizations.get(name, ()))
+
+    def find_parametrization(self, name: str, kind: type) -> int | None:
+        """Position in the chain of ``name`` of the first step that is a ``kind``, or None."""
+        for i, p in enumerate(self.parametrizations.get(name, ())):
+            if isinstance(p, kind):
+                return i
+        return None
+
+    def stored_arrays(self, name: str, index: int) -> tuple[Arrays, Arrays]:
+        """Step ``index``'s own ``(params, buffers)`` of tensor ``name``, keyed locally.
+
+        The dicts are new, the arrays are the layer's own: write them in place only through
+        the step's documented methods (for a mask, :meth:`~refimpl.nn.Mask.update`).
+        """
+        param_keys, buffer_keys = self._chain_keys[name][index]
+        return (
+            {k: self.params[f"{name}.{k}"] for k in param_keys},
+            {k: self.buffers[f"{name}.{k}"] for k in buffer_keys},
+        )
+
+    def _start(self, name: str) -> int:
+        """Index of the last step that replaces its input (0 if none): evaluation starts there."""
+        chain = self.parametrizations[name]
+        return max((i for i, p in enumerate(chain) if not p.uses_input), default=0)
+
+    def _run_chain(self, name: str) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None]:
+        """Inputs of every step, the chain's output, and the support applied at the end.
+
+        Steps below the last one that replaces its input only contribute their support; that
+        step receives a read-only zero array of the tensor's shape as its (unused) input.
+        """
+        chain = self.parametrizations[name]
+        start = self._start(name)
+        if f"{name}.orig" in self.params:
+            x = self.params[f"{name}.orig"]
+        else:
+            own = self.stored_arrays(name, start)[0]
+            dtype = next(iter(own.values())).dtype if own else np.float32
+            x = np.broadcast_to(np.zeros((), dtype=dtype), self._chain_shape[name])
+        inputs, support, last = [], None, -1
+        for i, p in enumerate(chain):
+            inputs.append(x)
+            params, buffers = self.stored_arrays(name, i)
+            if i >= start:
+                x = p.materialize(x, params, buffers)
+            s = p.support(params, buffers)
+            if s is not None:
+                support, last = (s if support is None else support & s), i
+        # A step after the last support could have revived a zero: apply the support again.
+        final = support if support is not None and last < len(chain) - 1 else None
+        if final is not None:
+            x = np.where(final, x, 0).astype(x.dtype, copy=False)
+        return inputs, x, final
+
+    def chain_inputs(self, name: str) -> list[np.ndarray]:
+        """The input of every step of tensor ``name``'s chain (the first is the base tensor)."""
+        return self._run_chain(name)[0]
 
     def get_param(self, name: str) -> np.ndarray:
-        """The tensor the layer computes with: stored as is, or materialized."""
-        p = self.parametrizations.get(name)
-        if p is None:
+        """The tensor the layer computes with: stored as is, or its chain's output."""
+        if name in self.parametrizations:
+            return self._run_chain(name)[1]
+        try:
             return self.params[name]
-        return p.materialize(*self._stored(name))
+        except KeyError:
+            raise KeyError(f"{type(self).__name__} has no parameter {name!r}") from None
+
+    def _pullback(self, name: str, grad: np.ndarray) -> dict[str, np.ndarray]:
+        """Gradients of the stored arrays of tensor ``name`` from the gradient of the tensor."""
+        chain = self.parametrizations.get(name)
+        if not chain:
+            return {name: grad}
+        base = self.params.get(f"{name}.orig")
+        inputs, _, final = self._run_chain(name) if len(chain) > 1 or base is None else (
+            [base], None, None
+        )
+        g = grad if final is None else np.where(final, grad, 0).astype(grad.dtype, copy=False)
+        out: dict[str, np.ndarray] = {}
+        for i in range(len(chain) - 1, self._start(name) - 1, -1):
+            g, own = chain[i].pullback(g, inputs[i], *self.stored_arrays(name, i))
+            out.update({f"{name}.{key}": value for key, value in own.items()})
+            if g is None:
+                return out
+        out[f"{name}.orig"] = g
+        return out
 
     def _set_grad(self, name: str, grad: np.ndarray) -> None:
-        p = self.parametrizations.get(name)
-        if p is None:
-            self.grads[name] = grad
-            return
-        for key, value in p.pullback(grad, *self._stored(name)).items():
-            self.grads[f"{name}.{key}"] = value
+        """Store the gradient of the loss w.r.t. tensor ``name``, pulled back through its chain."""
+        for key in [k for k in self.grads if k.startswith(name + ".")]:
+            del self.grads[key]
+        self.grads.update(self._pullback(name, grad))
+
+    def add_grad(self, name: str, grad: np.ndarray) -> None:
+        """Add ``grad`` (w.r.t. the tensor ``name`` the layer computes with) to the stored
+        gradients, through the chain: how a penalty term joins the loss's gradient."""
+        for key, value in self._pullback(name, np.asarray(grad)).items():
+            old = self.grads.get(key)
+            self.grads[key] = value if old is None else old + value.astype(old.dtype, copy=False)
+
+    def trained_tensor(self, name: str) -> str:
+        """Key in ``params`` of the array that holds tensor ``name``'s values, up to masks.
+
+        ``name`` itself if it has no chain; its base ``name + ".orig"`` if every step of the
+        chain only masks it. A method that rescales a weight in place (a proximal step) scales
+        this array. Raises ``ValueError`` for any other chain.
+        """
+        chain = self.parametrizations.get(name)
+        if not chain:
+            return name
+        if all(p.keeps_values for p in chain) and f"{name}.orig" in self.params:
+            return f"{name}.orig"
+        raise ValueError(
+            f"{name} carries {[type(p).__name__ for p in chain]}; only a plain or masked tensor "
+            "holds its values directly"
+        )
 
     def parametrize(self, name: str, parametrization: Parametrization) -> Layer:
-        """Store tensor ``name`` through ``parametrization`` from now on; return ``self``.
+        """Add ``parametrization`` as the last step of tensor ``name``'s chain; return ``self``.
 
-        The current (materialized) value initialises the stored tensors, so parametrizing an
-        already parametrized tensor composes: for instance a second mask applies to a weight
-        whose pruned entries are already zero.
+        The step is built from the tensor's current value (the chain's output so far), so a
+        later step sees pruned entries as zeros, and the chain's support keeps them zero. A
+        second step of a kind that merges with the first (a second :class:`~refimpl.nn.Mask`)
+        updates the first instead. Nothing changes if the step cannot be built.
         """
         if not isinstance(parametrization, Parametrization):
             raise TypeError(
@@ -149,19 +261,47 @@ class Layer:
             )
         if name not in self.params and name not in self.parametrizations:
             raise ValueError(f"{type(self).__name__} has no parameter {name!r}")
-        self.remove_parametrization(name)
-        params, buffers = parametrization.init(self.params[name].copy())
-        del self.params[name]
-        self.grads.pop(name, None)
-        for key, value in params.items():
+        merge = getattr(parametrization, "merge_into", None)
+        if merge is not None and self.find_parametrization(name, type(parametrization)) is not None:
+            merge(self, name)
+            return self
+        x = self.get_param(name)
+        own_params, own_buffers = parametrization.init(x.copy())
+        chained = name in self.parametrizations
+        taken = {"orig"} | {k for keys in self._chain_keys.get(name, []) for part in keys
+                            for k in part}  # fmt: skip
+        clash = taken & (set(own_params) | set(own_buffers))
+        if clash:
+            raise ValueError(
+                f"{name} already stores {sorted(clash)} for an earlier step of its chain "
+                f"{[type(p).__name__ for p in self.chain(name)]}; remove the parametrization "
+                "first, or edit the earlier step through its own methods"
+            )
+        if not chained:
+            self.params[f"{name}.orig"] = self.params.pop(name)
+            self.parametrizations[name] = []
+            self._chain_keys[name] = []
+            self._chain_shape[name] = x.shape
+        if not parametrization.uses_input:
+            # The new step replaces everything below it: drop the trained arrays beneath (the
+            # base and the steps' own params); their buffers stay, for their supports.
+            self.params.pop(f"{name}.orig", None)
+            for param_keys, _ in self._chain_keys[name]:
+                for key in param_keys:
+                    self.params.pop(f"{name}.{key}", None)
+            self._chain_keys[name] = [((), b) for _, b in self._chain_keys[name]]
+        for key, value in own_params.items():
             self.params[f"{name}.{key}"] = value
-        for key, value in buffers.items():
+        for key, value in own_buffers.items():
             self.buffers[f"{name}.{key}"] = value
-        self.parametrizations[name] = parametrization
+        self.parametrizations[name].append(parametrization)
+        self._chain_keys[name].append((tuple(own_params), tuple(own_buffers)))
+        for key in [k for k in self.grads if k == name or k.startswith(name + ".")]:
+            del self.grads[key]
         return self
 
     def remove_parametrization(self, name: str) -> Layer:
-        """Go back to storing ``name`` as a plain array holding its materialized value."""
+        """Go back to storing ``name`` as a plain array holding the chain's output."""
         if name not in self.parametrizations:
             return self
         value = self.get_param(name).copy()
@@ -170,13 +310,16 @@ class Layer:
             for key in [k for k in store if k.startswith(head)]:
                 del store[key]
         del self.parametrizations[name]
+        del self._chain_keys[name]
+        del self._chain_shape[name]
         self.params[name] = value
         return self
 
     def apply_constraints(self) -> None:
-        """Let each parametrization restore its constraints (called after optimizer steps)."""
-        for name, p in self.parametrizations.items():
-            p.constrain(*self._stored(name))
+        """Let every step of every chain restore its constraints (after an optimizer step)."""
+        for name, chain in self.parametrizations.items():
+            for i, p in enumerate(chain):
+                p.constrain(*self.stored_arrays(name, i))
 
     def extra_repr(self) -> str:
         return ""
@@ -184,12 +327,15 @@ class Layer:
     def __repr__(self) -> str:
         text = f"{type(self).__name__}({self.extra_repr()})"
         if self.parametrizations:
-            text += " [" + ", ".join(f"{k}: {v!r}" for k, v in self.parametrizations.items()) + "]"
+            chains = (f"{k}: " + " -> ".join(map(repr, v)) for k, v in self.parametrizations.items())
+            text += " [" + ", ".join(chains) + "]"
         return text
 
 
 class _WeightBias(Layer):
     """Shared accessors for layers with a ``weight`` and an optional ``bias``."""
+
+    weighted = True
 
     @property
     def weight(self) -> np.ndarray:
@@ -676,15 +822,16 @@ class _BatchNorm(Layer):
             mean, var = self.buffers["running_mean"], self.buffers["running_var"]
         inv_std = 1.0 / np.sqrt(var + self.eps)
         xhat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
-        self._cache = (xhat, inv_std, train)
-        return self.params["weight"].reshape(shape) * xhat + self.params["bias"].reshape(shape)
+        gamma, beta = self.get_param("weight"), self.get_param("bias")
+        self._cache = (xhat, inv_std, train, gamma)
+        return gamma.reshape(shape) * xhat + beta.reshape(shape)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        xhat, inv_std, train = self._cache
+        xhat, inv_std, train, gamma = self._cache
         shape = self._shape()
-        self.grads["weight"] = (grad_out * xhat).sum(axis=self._axes)
-        self.grads["bias"] = grad_out.sum(axis=self._axes)
-        dxhat = grad_out * self.params["weight"].reshape(shape)
+        self._set_grad("weight", (grad_out * xhat).sum(axis=self._axes))
+        self._set_grad("bias", grad_out.sum(axis=self._axes))
+        dxhat = grad_out * gamma.reshape(shape)
         if not train:
             return dxhat * inv_std.reshape(shape)
         m = grad_out.size // self.num_features

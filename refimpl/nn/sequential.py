@@ -241,6 +241,34 @@ class Sequential(Layer):
         return "Sequential(\n" + "\n".join(lines) + "\n)"
 
 
+def leaf_layers(model: Layer, prefix: str = "") -> Iterator[tuple[str, Layer]]:
+    """Yield ``(dotted name, layer)`` for every layer of ``model`` that is not a container.
+
+    Nested :class:`Sequential` models are walked in order (``"block1.conv2"``); a single layer
+    yields itself under ``prefix`` (empty by default).
+    """
+    if not isinstance(model, Layer):
+        raise TypeError(f"model must be a refimpl.nn layer or model, got {type(model).__name__}")
+    if not isinstance(model, Sequential):
+        yield prefix, model
+        return
+    for name, layer in model.named_layers():
+        yield from leaf_layers(layer, f"{prefix}{name}.") if isinstance(layer, Sequential) else (
+            (f"{prefix}{name}", layer),
+        )
+
+
+def weighted_layers(model: Layer) -> Iterator[tuple[str, Layer]]:
+    """The one walk over a model's weighted layers: ``(dotted name, layer)`` for each leaf layer
+    whose class sets ``weighted = True`` (dense and convolution layers), in order.
+
+    Every method that acts on "all the weights" (pruning, quantization, the size model) uses it.
+    """
+    for name, layer in leaf_layers(model):
+        if layer.weighted:
+            yield name, layer
+
+
 def load_state_file(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Read and check a file written by :meth:`Sequential.save`; return its arrays.
 

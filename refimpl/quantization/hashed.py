@@ -23,7 +23,7 @@ import numpy as np
 
 from ..cost import LayerCost
 from ..nn.layers import Layer, RngLike
-from ..nn.parametrize import Arrays, Parametrization
+from ..nn.parametrize import Arrays, Deployed, Parametrization
 
 __all__ = ["HashedLinear", "HashedWeights", "bucket_hash", "sign_hash"]
 
@@ -98,12 +98,15 @@ class HashedWeights(Parametrization):
 
     Notes
     -----
-    The weight is viewed as a matrix (rows: axis 0; columns: the other axes flattened). Stored
-    tensors: ``params["buckets"]`` (K,) only; the hash tables are recomputed from the seed and
-    cached on the object, not stored. ``init`` fits the buckets to the current weight by least
-    squares, :math:`c_k = \\mathrm{mean}_{h(i,j)=k}\\, \\xi_{ij} W_{ij}` (0 for an empty bucket).
+    The weight is viewed as a matrix (rows: axis 0; columns: the other axes flattened). The step
+    replaces the tensor below it; it stores ``params["buckets"]`` (K,) only, and the hash tables
+    are recomputed from the seed and the weight's shape (cached on the object by shape, which is
+    configuration, so one object serves many layers). ``init`` fits the buckets to the current
+    weight by least squares,
+    :math:`c_k = \\mathrm{mean}_{h(i,j)=k}\\, \\xi_{ij} W_{ij}` (0 for an empty bucket).
     Gradient: :math:`\\partial L/\\partial c_k = \\sum_{h(i,j)=k} \\xi_{ij}\\, \\partial L /
-    \\partial W_{ij}` ([1]_, eq. 12), one ``numpy.bincount``.
+    \\partial W_{ij}` ([1]_, eq. 12), one ``numpy.bincount``. A deployed file stores the
+    buckets and the seed, nothing per weight.
 
     References
     ----------
@@ -130,22 +133,37 @@ class HashedWeights(Parametrization):
             self._tables[shape] = (h.reshape(shape), s.reshape(shape))
         return self._tables[shape]
 
-    def init(self, weight: np.ndarray) -> tuple[Arrays, Arrays]:
-        h, s = self.tables(weight.shape)
-        sums = np.bincount(h.ravel(), weights=(s * weight).ravel(), minlength=self.n_buckets)
+    uses_input = False  # the weight is built from the buckets alone
+
+    def init(self, x: np.ndarray) -> tuple[Arrays, Arrays]:
+        h, s = self.tables(x.shape)
+        sums = np.bincount(h.ravel(), weights=(s * x).ravel(), minlength=self.n_buckets)
         counts = np.bincount(h.ravel(), minlength=self.n_buckets)
         buckets = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
-        self._shape = weight.shape
-        return {"buckets": buckets.astype(weight.dtype)}, {}
+        return {"buckets": buckets.astype(x.dtype)}, {}
 
-    def materialize(self, params: Arrays, buffers: Arrays) -> np.ndarray:
-        h, s = self.tables(self._shape)
+    def materialize(self, x: np.ndarray, params: Arrays, buffers: Arrays) -> np.ndarray:
+        h, s = self.tables(x.shape)
         return params["buckets"][h] * s
 
-    def pullback(self, grad_weight: np.ndarray, params: Arrays, buffers: Arrays) -> Arrays:
-        h, s = self.tables(grad_weight.shape)
-        g = np.bincount(h.ravel(), weights=(s * grad_weight).ravel(), minlength=self.n_buckets)
-        return {"buckets": g.astype(params["buckets"].dtype)}
+    def pullback(
+        self, grad: np.ndarray, x: np.ndarray, params: Arrays, buffers: Arrays
+    ) -> tuple[None, Arrays]:
+        h, s = self.tables(grad.shape)
+        g = np.bincount(h.ravel(), weights=(s * grad).ravel(), minlength=self.n_buckets)
+        return None, {"buckets": g.astype(params["buckets"].dtype)}
+
+    def deploy(
+        self, x: np.ndarray, w: np.ndarray, params: Arrays, buffers: Arrays, keep: np.ndarray
+    ) -> Deployed:
+        """The buckets and the seed: the hashes are recomputed when the file is read."""
+        return Deployed({"n_buckets": self.n_buckets, "seed": self.seed},
+                        {"buckets": params["buckets"]}, {})  # fmt: skip
+
+    @classmethod
+    def undeploy(cls, deployed: Deployed, shape: tuple[int, ...], keep: np.ndarray) -> np.ndarray:
+        h, s = cls(deployed.config["n_buckets"], seed=deployed.config["seed"]).tables(shape)
+        return (deployed.floats["buckets"][h] * s)[keep]
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

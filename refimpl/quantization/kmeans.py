@@ -37,7 +37,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..nn.parametrize import Arrays, Parametrization
+from ..nn.parametrize import Arrays, Deployed, Parametrization
 
 __all__ = [
     "PRUNED",
@@ -459,6 +459,17 @@ def shared_weight(codebook: np.ndarray, indices: np.ndarray) -> np.ndarray:
     return ext[indices]
 
 
+def codebook_deploy(codebook: np.ndarray, indices: np.ndarray) -> Deployed:
+    """A codebook and symbols for a file: index ``i`` as is, ``PRUNED`` (an exact zero) as ``k``.
+
+    The compressed model file stores a shared weight this way; it also stores any weight with
+    few distinct values this way when asked to (``save_compressed(..., shared=True)``).
+    """
+    k = int(codebook.size)
+    symbols = np.where(indices == PRUNED, k, indices).astype(np.int64)
+    return Deployed({}, {"codebook": codebook}, {"symbols": symbols})
+
+
 def _check_indices(indices: np.ndarray, k: int) -> np.ndarray:
     indices = np.asarray(indices)
     if not np.issubdtype(indices.dtype, np.integer):
@@ -483,17 +494,21 @@ class SharedWeights(Parametrization):
 
     Notes
     -----
-    Stored tensors: ``params["codebook"]`` (k,) (trained; initialised to ``codebook`` in the
-    weight's dtype) and ``buffers["indices"]`` (int32, not trained). The forward weight is
+    The step replaces the tensor below it. Stored tensors: ``params["codebook"]`` (k,)
+    (trained; initialised to ``codebook`` in the weight's dtype) and ``buffers["indices"]``
+    (int32, not trained). The forward weight is
     :math:`W_{ij} = c_{I_{ij}}` (0 where :math:`I_{ij} = -1`), and the chain rule gives each
     centroid the sum of its members' gradients [1]_ (Deep Compression, eq. 3):
 
     .. math:: \\frac{\\partial L}{\\partial c_m} = \\sum_{ij:\\, I_{ij} = m}
               \\frac{\\partial L}{\\partial W_{ij}},
 
-    computed in one ``numpy.bincount``. Pruned weights receive no gradient and stay zero.
+    computed in one ``numpy.bincount``. Pruned weights receive no gradient and stay zero (a mask
+    earlier in the chain keeps them zero in any case). The object keeps the codebook and
+    indices it was built from, to initialise one weight of their shape.
     ``SharedWeights.from_weight(weight, n_clusters, init=..., rng=...)`` clusters and builds in
-    one call. See chapter 5 of the book, "Weight sharing by k-means".
+    one call. A deployed file stores the codebook and one index per kept weight. See chapter 5
+    of the book, "Weight sharing by k-means".
 
     References
     ----------
@@ -526,34 +541,36 @@ class SharedWeights(Parametrization):
     def n_clusters(self) -> int:
         return int(self.codebook.size)
 
-    def init(self, weight: np.ndarray) -> tuple[Arrays, Arrays]:
-        if self.indices.shape != weight.shape:
-            raise ValueError(
-                f"indices have shape {self.indices.shape} but the weight has shape {weight.shape}"
-            )
-        return (
-            {"codebook": self.codebook.astype(weight.dtype)},
-            {"indices": self.indices.copy()},
-        )
+    uses_input = False  # the weight is rebuilt from the codebook and the indices
 
-    def materialize(self, params: Arrays, buffers: Arrays) -> np.ndarray:
+    def init(self, x: np.ndarray) -> tuple[Arrays, Arrays]:
+        if self.indices.shape != x.shape:
+            raise ValueError(
+                f"indices have shape {self.indices.shape} but the weight has shape {x.shape}"
+            )
+        return {"codebook": self.codebook.astype(x.dtype)}, {"indices": self.indices.copy()}
+
+    def materialize(self, x: np.ndarray, params: Arrays, buffers: Arrays) -> np.ndarray:
         return shared_weight(params["codebook"], buffers["indices"])
 
-    def pullback(self, grad_weight: np.ndarray, params: Arrays, buffers: Arrays) -> Arrays:
+    def pullback(
+        self, grad: np.ndarray, x: np.ndarray, params: Arrays, buffers: Arrays
+    ) -> tuple[None, Arrays]:
         codebook = params["codebook"]
         k = codebook.size
-        sums = np.bincount(
-            buffers["indices"].ravel() + 1, weights=grad_weight.ravel(), minlength=k + 1
-        )
-        return {"codebook": sums[1:].astype(codebook.dtype)}
+        sums = np.bincount(buffers["indices"].ravel() + 1, weights=grad.ravel(), minlength=k + 1)
+        return None, {"codebook": sums[1:].astype(codebook.dtype)}
 
-    def stored_bits(self, params: Arrays, buffers: Arrays) -> int:
-        """Codebook in its float width plus ``ceil(log2(k + 1))``-bit indices if any weight is
-        pruned (the extra symbol is the pruned zero), ``ceil(log2 k)`` bits otherwise."""
-        codebook, indices = params["codebook"], buffers["indices"]
-        symbols = codebook.size + int(bool((indices == PRUNED).any()))
-        index_bits = max(1, int(np.ceil(np.log2(max(symbols, 2)))))
-        return int(codebook.size * codebook.itemsize * 8 + indices.size * index_bits)
+    def deploy(
+        self, x: np.ndarray, w: np.ndarray, params: Arrays, buffers: Arrays, keep: np.ndarray
+    ) -> Deployed:
+        """The codebook and one symbol per kept weight (``k`` stands for an exact zero)."""
+        return codebook_deploy(params["codebook"], buffers["indices"][keep])
+
+    @classmethod
+    def undeploy(cls, deployed: Deployed, shape: tuple[int, ...], keep: np.ndarray) -> np.ndarray:
+        codebook = deployed.floats["codebook"]
+        return np.append(codebook, np.zeros(1, codebook.dtype))[deployed.ints["symbols"]]
 
     def __repr__(self) -> str:
         return f"SharedWeights(n_clusters={self.n_clusters})"

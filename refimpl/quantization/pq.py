@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from ..nn.parametrize import Arrays, Parametrization
+from ..nn.parametrize import Arrays, Deployed, Parametrization
 
 __all__ = [
     "ProductQuantized",
@@ -221,10 +221,13 @@ class ProductQuantized(Parametrization):
 
     Notes
     -----
-    Stored tensors: ``params["codebooks"]`` and ``buffers["codes"]``. The weight is
+    The step replaces the tensor below it; it stores ``params["codebooks"]`` and
+    ``buffers["codes"]``. The weight is
     :func:`pq_reconstruct`; each centroid's gradient is the sum of the gradients of the
     sub-vectors that use it (as for scalar sharing, one ``bincount`` per dimension ``d``).
     ``ProductQuantized.from_weight(weight, subvector_len, n_centroids, rng=...)`` builds it.
+    The object keeps the codebooks and codes it was built from, to initialise one weight of
+    their shape; a deployed file stores the codebooks and the codes.
     """
 
     def __init__(self, codebooks: np.ndarray, codes: np.ndarray) -> None:
@@ -253,40 +256,52 @@ class ProductQuantized(Parametrization):
     ) -> ProductQuantized:
         return cls(*product_quantize(weight, subvector_len, n_centroids, rng=rng))
 
-    def init(self, weight: np.ndarray) -> tuple[Arrays, Arrays]:
+    uses_input = False  # the weight is rebuilt from the codebooks and codes
+
+    def init(self, x: np.ndarray) -> tuple[Arrays, Arrays]:
         s, _, d = self.codebooks.shape
-        if weight.ndim != 2 or weight.shape[0] != self.codes.shape[0] or math.ceil(
-            weight.shape[1] / d
-        ) != s:
+        if x.ndim != 2 or x.shape[0] != self.codes.shape[0] or math.ceil(x.shape[1] / d) != s:
             raise ValueError(
-                f"weight of shape {weight.shape} does not match codebooks {self.codebooks.shape} "
+                f"weight of shape {x.shape} does not match codebooks {self.codebooks.shape} "
                 f"and codes {self.codes.shape}"
             )
-        self._in = weight.shape[1]
-        return {"codebooks": self.codebooks.astype(weight.dtype)}, {"codes": self.codes.copy()}
+        return {"codebooks": self.codebooks.astype(x.dtype)}, {"codes": self.codes.copy()}
 
-    def materialize(self, params: Arrays, buffers: Arrays) -> np.ndarray:
-        return pq_reconstruct(params["codebooks"], buffers["codes"], self._in)
+    def materialize(self, x: np.ndarray, params: Arrays, buffers: Arrays) -> np.ndarray:
+        return pq_reconstruct(params["codebooks"], buffers["codes"], x.shape[1])
 
-    def pullback(self, grad_weight: np.ndarray, params: Arrays, buffers: Arrays) -> Arrays:
+    def pullback(
+        self, grad: np.ndarray, x: np.ndarray, params: Arrays, buffers: Arrays
+    ) -> tuple[None, Arrays]:
         cb = params["codebooks"]
         s, k, d = cb.shape
-        out = grad_weight.shape[0]
+        out = grad.shape[0]
         g = np.zeros((out, s * d), dtype=np.float64)
-        g[:, : grad_weight.shape[1]] = grad_weight
+        g[:, : grad.shape[1]] = grad
         g = g.reshape(out, s, d)
         idx = (buffers["codes"] + np.arange(s)[None, :] * k).ravel()
-        grad = np.stack(
+        gc = np.stack(
             [np.bincount(idx, weights=g[..., t].ravel(), minlength=s * k) for t in range(d)],
             axis=-1,
         )
-        return {"codebooks": grad.reshape(s, k, d).astype(cb.dtype)}
+        return None, {"codebooks": gc.reshape(s, k, d).astype(cb.dtype)}
 
-    def stored_bits(self, params: Arrays, buffers: Arrays) -> int:
-        """Codebooks in their float width plus ``ceil(log2 k)`` bits per sub-vector code."""
-        books, codes = params["codebooks"], buffers["codes"]
-        k = books.shape[1] if books.ndim >= 2 else books.size
-        return int(books.size * books.itemsize * 8 + codes.size * max(1, int(np.ceil(np.log2(k)))))
+    def deploy(
+        self, x: np.ndarray, w: np.ndarray, params: Arrays, buffers: Arrays, keep: np.ndarray
+    ) -> Deployed:
+        """The codebooks (s, k, d) and one code per row and sub-vector."""
+        s, k, d = params["codebooks"].shape
+        return Deployed({"blocks": s, "n_centroids": k, "subvector_len": d},
+                        {"codebooks": params["codebooks"].ravel()},
+                        {"codes": buffers["codes"].astype(np.int64).ravel()})  # fmt: skip
+
+    @classmethod
+    def undeploy(cls, deployed: Deployed, shape: tuple[int, ...], keep: np.ndarray) -> np.ndarray:
+        c = deployed.config
+        books = deployed.floats["codebooks"].reshape(c["blocks"], c["n_centroids"],
+                                                     c["subvector_len"])  # fmt: skip
+        codes = deployed.ints["codes"].reshape(shape[0], c["blocks"])
+        return pq_reconstruct(books, codes, shape[1])[keep]
 
     def __repr__(self) -> str:
         s, k, d = self.codebooks.shape

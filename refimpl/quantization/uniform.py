@@ -29,7 +29,7 @@ import numpy as np
 
 from ..cost import LayerCost
 from ..nn.layers import Layer, Linear
-from ..nn.parametrize import Arrays, Parametrization
+from ..nn.parametrize import Arrays, Deployed, Parametrization
 
 __all__ = [
     "FakeQuantize",
@@ -196,13 +196,17 @@ class UniformQuant(Parametrization):
 
     Notes
     -----
-    Stored tensors: ``params["orig"]``, the real-valued "shadow" weight :math:`\\theta`. The
-    layer computes with :math:`W = s\\,(\\mathrm{clip}(\\mathrm{round}(\\theta / s) + z) - z)`, the
-    scale recomputed from :math:`\\theta`'s current range at every forward pass. Rounding has zero
-    derivative almost everywhere, so training uses the straight-through estimator [3]_:
-    :math:`\\partial L / \\partial \\theta := \\partial L / \\partial W`. Since the range always
-    covers :math:`\\theta`, nothing is clipped and the estimator passes every gradient.
-    After training, ``layer.remove_parametrization("weight")`` keeps the quantized weight.
+    A step that transforms its input :math:`\\theta` (the chain's real-valued "shadow" weight,
+    or a masked one): the layer computes with
+    :math:`W = s\\,(\\mathrm{clip}(\\mathrm{round}(\\theta / s) + z) - z)`, the scale recomputed
+    from :math:`\\theta`'s current range at every forward pass. It stores nothing of its own.
+    Rounding has zero derivative almost everywhere, so training uses the straight-through
+    estimator [3]_: :math:`\\partial L / \\partial \\theta := \\partial L / \\partial W`. Since
+    the range always covers :math:`\\theta`, nothing is clipped and the estimator passes every
+    gradient. Zero maps to zero exactly (the zero point is an integer), so a mask below this
+    step keeps its zeros. A deployed file stores the integer codes and one scale (and zero
+    point) per tensor or channel. After training, ``layer.remove_parametrization("weight")``
+    keeps the quantized weight.
     See chapter 5 of the book, "Simulated quantization and the straight-through estimator".
 
     References
@@ -218,23 +222,36 @@ class UniformQuant(Parametrization):
         self.per_channel = bool(per_channel)
         self.symmetric = bool(symmetric)
 
-    def init(self, weight: np.ndarray) -> tuple[Arrays, Arrays]:
-        return {"orig": weight.copy()}, {}
+    def _axis(self) -> int | None:
+        return 0 if self.per_channel else None
 
-    def materialize(self, params: Arrays, buffers: Arrays) -> np.ndarray:
-        theta = params["orig"]
-        return fake_quantize(
-            theta, self.bits, axis=0 if self.per_channel else None, symmetric=self.symmetric
-        )
+    def materialize(self, x: np.ndarray, params: Arrays, buffers: Arrays) -> np.ndarray:
+        return fake_quantize(x, self.bits, axis=self._axis(), symmetric=self.symmetric)
 
-    def pullback(self, grad_weight: np.ndarray, params: Arrays, buffers: Arrays) -> Arrays:
-        return {"orig": grad_weight}
+    def pullback(
+        self, grad: np.ndarray, x: np.ndarray, params: Arrays, buffers: Arrays
+    ) -> tuple[np.ndarray, Arrays]:
+        return grad, {}
 
-    def stored_bits(self, params: Arrays, buffers: Arrays) -> int:
-        """``bits`` per weight plus one float32 scale (and zero point) per tensor or channel."""
-        w = params["orig"]
-        scales = w.shape[0] if self.per_channel else 1
-        return int(w.size * self.bits + scales * 32 * (1 if self.symmetric else 2))
+    def deploy(
+        self, x: np.ndarray, w: np.ndarray, params: Arrays, buffers: Arrays, keep: np.ndarray
+    ) -> Deployed:
+        """Codes ``q - q_min`` of the kept entries, and the scales (and zero points)."""
+        scale, zero = qparams(x, self.bits, axis=self._axis(), symmetric=self.symmetric)
+        codes = quantize(x, scale, zero, self.bits, symmetric=self.symmetric).astype(np.int64)
+        qmin, _ = qrange(self.bits, self.symmetric)
+        ints = {"codes": codes[keep] - qmin, "zero_point": zero.ravel() - qmin}
+        config = {"bits": self.bits, "per_channel": self.per_channel, "symmetric": self.symmetric}
+        return Deployed(config, {"scale": scale.ravel()}, ints)
+
+    @classmethod
+    def undeploy(cls, deployed: Deployed, shape: tuple[int, ...], keep: np.ndarray) -> np.ndarray:
+        qmin, _ = qrange(deployed.config["bits"], deployed.config["symmetric"])
+        scale, zero = deployed.floats["scale"], deployed.ints["zero_point"].astype(np.int64) + qmin
+        if deployed.config["per_channel"]:
+            rows = np.nonzero(keep)[0]
+            scale, zero = scale[rows], zero[rows]
+        return dequantize(deployed.ints["codes"].astype(np.int64) + qmin, scale, zero)
 
     def __repr__(self) -> str:
         return (

@@ -195,7 +195,7 @@ def test_fine_tuning_keeps_sharing_and_pruning():
     mask = rng.random((2, 10)) > 0.5
     model["fc"].parametrize("weight", Mask(mask))
     cb, idx = kmeans_quantize(model["fc"].weight, 4)
-    model["fc"].parametrize("weight", SharedWeights(cb, idx))  # bakes the mask in
+    model["fc"].parametrize("weight", SharedWeights(cb, idx))  # chained after the mask
     before = model["fc"].params["weight.codebook"].copy()
     fit(model, (X, y), epochs=3, optimizer=SGD(0.1, momentum=0.9, weight_decay=1e-3),
         rng=0, verbose=False)
@@ -203,7 +203,9 @@ def test_fine_tuning_keeps_sharing_and_pruning():
     assert not np.allclose(model["fc"].params["weight.codebook"], before)
     assert np.array_equal(w == 0, ~mask)  # pruned stay zero
     assert np.unique(w[mask]).size <= 4  # still at most 4 shared values
-    assert set(model.state_dict()) == {"fc.bias", "fc.weight.codebook", "fc.weight.indices"}
+    # the mask stays in the chain; sharing replaced the real-valued base tensor
+    assert set(model.state_dict()) == {"fc.bias", "fc.weight.mask", "fc.weight.codebook",
+                                       "fc.weight.indices"}  # fmt: skip
 
 
 # ----------------------------------------------------------------- bad input
