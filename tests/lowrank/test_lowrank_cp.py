@@ -163,6 +163,54 @@ def test_random_init_is_reproducible():
         np.testing.assert_array_equal(fa, fb)
 
 
+def old_svd_start(X, rank, seed):
+    """The start before the GEVD one: singular vectors, random normal columns where too short."""
+    gen = np.random.default_rng(seed)
+    fills = [gen.standard_normal((n, rank - min(n, X.size // n, rank))) for n in X.shape]
+    return [np.hstack([np.linalg.svd(unfold(X, m), full_matrices=False)[0][:, :rank], fill])
+            for m, fill in enumerate(fills)]
+
+
+def hard_kernel(noise=0.1):
+    """A planted rank-8 CP tensor of LeNet-5 conv2's shape (two modes of 5 < 8) plus noise."""
+    X = planted((50, 20, 5, 5), 8, 0)
+    e = np.random.default_rng(99).standard_normal(X.shape)
+    return X + noise * e * np.linalg.norm(X) / np.linalg.norm(e)
+
+
+def test_short_mode_start_is_deterministic_and_no_worse_than_the_old_one():
+    Y = hard_kernel()
+    a = cp_als(Y, 8, rng=5, return_errors=True)
+    b = cp_als(Y, 8, rng=np.random.default_rng(5), return_errors=True)
+    for x, y in zip([a[0], *a[1], a[2]], [b[0], *b[1], b[2]], strict=True):
+        np.testing.assert_array_equal(x, y)
+    new, old = [], []
+    for seed in range(10):
+        new.append(cp_als(Y, 8, rng=seed, n_iter_max=300, return_errors=True)[2])
+        old.append(cp_als(Y, 8, init=old_svd_start(Y, 8, seed), n_iter_max=300,
+                          return_errors=True)[2])
+    # converges to the best fit any old start found, and in fewer sweeps than the old median
+    best_old = min(e[-1] for e in old)
+    assert all(e[-1] <= best_old + 1e-9 for e in new)
+    assert max(len(e) for e in new) <= np.median([len(e) for e in old])
+    assert max(len(e) for e in new) <= 10  # the old start needs 8 to over 100
+
+
+def test_short_mode_start_recovers_an_exact_cp_tensor_at_once():
+    X = planted((12, 10, 3), 5, 4)  # mode 2 is shorter than the rank
+    w, f, errors = cp_als(X, 5, tol=1e-14, rng=0, return_errors=True)
+    assert errors[0] < 1e-8 and rel_error(X, w, f) < 1e-12
+
+
+def test_far_from_low_rank_keeps_the_old_random_start():
+    X = np.random.default_rng(3).standard_normal((12, 10, 3, 3))  # fits rank 5 badly
+    w, f = cp_als(X, 5, n_iter_max=20, rng=7)
+    w_old, f_old = cp_als(X, 5, n_iter_max=20, init=old_svd_start(X, 5, 7))
+    np.testing.assert_array_equal(w, w_old)
+    for x, y in zip(f, f_old, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_zero_tensor():
     w, f, errors = cp_als(np.zeros((3, 4, 2)), 2, return_errors=True)
     assert errors == [0.0] and np.all(w == 0)
