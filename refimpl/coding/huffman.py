@@ -503,13 +503,18 @@ def _corrupt(msg: str) -> ValueError:
     return ValueError(f"corrupt Huffman stream: {msg}")
 
 
-def huffman_decode(data: bytes | bytearray | memoryview) -> np.ndarray:
+def huffman_decode(
+    data: bytes | bytearray | memoryview, *, max_symbols: int | None = None
+) -> np.ndarray:
     """Decode a stream written by :func:`huffman_encode`.
 
     Parameters
     ----------
     data : bytes-like
         The whole stream (and nothing after it).
+    max_symbols : int, optional
+        Refuse a stream that announces more symbols than this, before decoding anything (a
+        container that knows how many symbols it expects passes that count).
 
     Returns
     -------
@@ -546,6 +551,8 @@ def huffman_decode(data: bytes | bytearray | memoryview) -> np.ndarray:
      total_bits) = _HEADER.unpack_from(data)
     if version != HUFFMAN_VERSION:
         raise ValueError(f"Huffman stream version {version}; this reader reads {HUFFMAN_VERSION}")
+    if max_symbols is not None and n > max_symbols:
+        raise _corrupt(f"{n} symbols where at most {max_symbols} are expected")
     if block < 1:
         raise _corrupt(f"block size {block}")
     dense = bool(flags & _FLAG_DENSE)

@@ -16,8 +16,9 @@ book walks through the dense layer and the convolution.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -321,13 +322,145 @@ class Layer:
             for i, p in enumerate(chain):
                 p.constrain(*self.stored_arrays(name, i))
 
+    # -- self-description: what the container, the codec, the cost model, the surgery and ---
+    # -- OBD's second-order pass ask of a layer, instead of switching on its type ------------
+    registry: ClassVar[dict[str, type[Layer]]] = {}
+    #: Stem of the default names a Sequential gives ("fc" -> fc1, fc2, ...); "" means the
+    #: lower-case class name.
+    prefix: ClassVar[str] = ""
+    #: Whether the layer may sit between a layer whose units are removed and the next weighted
+    #: layer (activations, BatchNorm, Dropout, pooling, Flatten): units pass through it.
+    carries_units: ClassVar[bool] = False
+    #: Whether the layer flattens (N, C, H, W) to (N, C*H*W): a unit then owns H*W columns.
+    flattens: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            Layer.registry[cls.__name__] = cls
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments, in JSON types, that rebuild this layer's architecture.
+
+        Empty for a layer whose constructor takes no arguments; a layer with arguments must
+        override it (and :meth:`from_config` if ``cls(**config)`` does not rebuild it).
+        """
+        if type(self).__init__ is not Layer.__init__:
+            raise TypeError(
+                f"{type(self).__name__} does not describe its configuration: implement config()"
+            )
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        """A new layer (fresh weights) of the architecture :meth:`config` describes."""
+        return cls(**config)
+
+    def describe(self) -> dict[str, Any]:
+        """``{"type": <class name>, **config}``: what a file stores of the architecture."""
+        return {"type": type(self).__name__, **self.config()}
+
+    @staticmethod
+    def build(description: Any, where: str = "<model>") -> Layer:
+        """The layer a :meth:`describe` dict stands for, looked up in :attr:`registry`.
+
+        Raises ``ValueError`` naming ``where`` for an unknown type or bad arguments.
+        """
+        if not isinstance(description, dict) or not isinstance(description.get("type"), str):
+            raise ValueError(f"layer {where!r}: description is not an object with a type")
+        kind = description["type"]
+        cls = Layer.registry.get(kind)
+        if cls is None:
+            raise ValueError(
+                f"layer {where!r}: unknown layer type {kind!r}; known: {sorted(Layer.registry)}"
+            )
+        config = {k: v for k, v in description.items() if k != "type"}
+        try:
+            return cls.from_config(config)
+        except (TypeError, KeyError) as exc:
+            raise ValueError(f"layer {where!r}: bad description of a {kind} ({exc})") from None
+
+    @classmethod
+    def param_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """Shapes of the tensors (params and buffers) a layer of this ``config`` holds.
+
+        The default builds the layer; layers whose tensors can be large override it to compute
+        the shapes from the configuration alone, so a file's architecture can be checked
+        before anything is allocated.
+        """
+        layer = cls.from_config(config)
+        out = {k: v.shape for k, v in layer.params.items()}
+        out.update({k: v.shape for k, v in layer.buffers.items()})
+        return out
+
+    @staticmethod
+    def tensor_shapes(description: Any, prefix: str = "") -> dict[str, tuple[int, ...]]:
+        """Dotted names and shapes of every tensor of the model a description stands for,
+        computed without building its large tensors (see :meth:`param_shapes`)."""
+        if not isinstance(description, dict) or not isinstance(description.get("type"), str):
+            raise ValueError(f"layer {prefix or '<model>'!r}: description is not an object")
+        cls = Layer.registry.get(description["type"])
+        if cls is None:
+            raise ValueError(f"layer {prefix or '<model>'!r}: unknown layer type "
+                             f"{description['type']!r}; known: {sorted(Layer.registry)}")
+        config = {k: v for k, v in description.items() if k != "type"}
+        try:
+            shapes = cls.param_shapes(config)
+        except (TypeError, KeyError) as exc:
+            raise ValueError(f"layer {prefix or '<model>'!r}: bad description ({exc})") from None
+        return {f"{prefix}{k}": v for k, v in shapes.items()}
+
+    def check_finite(self, source: str = "state") -> None:
+        """Raise ``ValueError`` naming ``source`` and the tensor if a stored array holds NaN or
+        an infinity (or a negative variance): such values can only be corruption."""
+        for store in (self.params, self.buffers):
+            for key, value in store.items():
+                if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(
+                    value
+                ).all():
+                    raise ValueError(f"{source}: {key} holds NaN or infinite values")
+
+    def cost_spec(self) -> Any:
+        """This layer as a spec of :mod:`refimpl.cost` (None: the cost model cannot count it)."""
+        return None
+
+    def slice_units(self, keep: np.ndarray) -> Layer:
+        """A copy keeping only the units (output features or channels) ``keep`` (sorted
+        indices). Layers that carry units without owning any return a plain copy."""
+        if self.carries_units:
+            return copy.deepcopy(self)
+        raise TypeError(f"{type(self).__name__} has no units to slice")
+
+    def constant_through(self, v: np.ndarray) -> np.ndarray:
+        """What per-unit constant maps ``v`` (float64, one per unit) become after this layer."""
+        if self.carries_units:
+            return v
+        raise TypeError(f"{type(self).__name__} does not carry units")
+
+    def folds_exactly(self) -> bool:
+        """Whether a constant input map stays constant through this layer everywhere (False
+        when zero padding changes it near the border)."""
+        return True
+
+    def second_order_backward(
+        self, h: np.ndarray, x: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """OBD's second-order backward step (LeCun et al. 1990, Gauss-Newton form).
+
+        Given ``h``, the diagonal of the loss's second derivative w.r.t. this layer's output
+        (after :meth:`forward` on ``x``), return the same for its input and the diagonal for
+        its weight (None for a layer without one). See chapter 3, "Optimal Brain Damage".
+        """
+        raise TypeError(f"OBD's second-order pass does not support {type(self).__name__}")
+
     def extra_repr(self) -> str:
         return ""
 
     def __repr__(self) -> str:
         text = f"{type(self).__name__}({self.extra_repr()})"
         if self.parametrizations:
-            chains = (f"{k}: " + " -> ".join(map(repr, v)) for k, v in self.parametrizations.items())
+            chains = (f"{k}: " + " -> ".join(map(repr, v))
+                      for k, v in self.parametrizations.items())  # fmt: skip
             text += " [" + ", ".join(chains) + "]"
         return text
 
@@ -354,6 +487,57 @@ class _WeightBias(Layer):
     @bias.setter
     def bias(self, value: np.ndarray) -> None:
         self._assign("bias", value)
+
+    @property
+    def units(self) -> int:
+        """Output units: rows of the weight (neurons, or filters)."""
+        return int(self.weight.shape[0])
+
+    @property
+    def input_units(self) -> int:
+        """Input units the weight's columns belong to (features, or channels)."""
+        return int(self.weight.shape[1]) * (self.groups if hasattr(self, "groups") else 1)
+
+    def _sliced(self, rows: np.ndarray | None, cols: Any = None) -> _WeightBias:
+        """A copy keeping weight ``rows`` and the columns ``cols(w)`` picks (a function of the
+        weight array). A weight that is plain or only masked keeps its masks, sliced along; a
+        weight with any other step is first replaced by its value."""
+        new = copy.deepcopy(self)
+        for name in list(new.parametrizations):
+            if not (name == "weight" and all(p.keeps_values for p in new.chain(name))):
+                new.remove_parametrization(name)
+
+        def cut(w: np.ndarray) -> np.ndarray:
+            if rows is not None:
+                w = w[rows]
+            if cols is not None:
+                w = cols(w)
+            return np.ascontiguousarray(w)
+
+        if "weight" in new.parametrizations:
+            keys = [("params", "weight.orig")] + [
+                ("buffers", f"weight.{k}") for _, bkeys in new._chain_keys["weight"] for k in bkeys
+            ]
+            for store, key in keys:
+                d = getattr(new, store)
+                d[key] = cut(d[key])
+            new._chain_shape["weight"] = new.params["weight.orig"].shape
+        else:
+            new.params["weight"] = cut(new.params["weight"])
+        if rows is not None and "bias" in new.params:
+            new.params["bias"] = new.params["bias"][rows].copy()
+        new.grads = {}
+        return new
+
+    def add_to_bias(self, delta: np.ndarray) -> None:
+        """Add ``delta`` (one entry per output unit) to the bias, creating one if needed."""
+        delta = np.asarray(delta, dtype=np.float64)
+        if not np.any(delta != 0):
+            return
+        dtype = self.weight.dtype
+        old = self.params.get("bias")
+        base = np.zeros(len(delta)) if old is None else old.astype(np.float64)
+        self.params["bias"] = (base + delta).astype(dtype)
 
     def _assign(self, name: str, value: np.ndarray) -> None:
         if name in self.parametrizations:
@@ -422,6 +606,58 @@ class Linear(_WeightBias):
         if self.bias is not None:
             self._set_grad("bias", grad_out.sum(axis=0))
         return grad_out @ w
+
+    prefix = "fc"
+
+    def config(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "bias": self.bias is not None}  # fmt: skip
+
+    @classmethod
+    def param_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        n_in = _positive_int(config.get("in_features"), "in_features")
+        n_out = _positive_int(config.get("out_features"), "out_features")
+        out = {"weight": (n_out, n_in)}
+        if config.get("bias", True):
+            out["bias"] = (n_out,)
+        if set(config) - {"in_features", "out_features", "bias"}:
+            extra = set(config) - {"in_features", "out_features", "bias"}
+            raise KeyError(f"unexpected {sorted(extra)}")
+        return out
+
+    def cost_spec(self) -> Any:
+        from ..cost.specs import Dense
+
+        return Dense(self.in_features, self.out_features, bias=self.bias is not None)
+
+    def slice_units(self, keep: np.ndarray) -> Linear:
+        new = self._sliced(keep)
+        new.out_features = int(len(keep))
+        return new
+
+    def slice_inputs(
+        self, keep: np.ndarray, *, block: int = 1, scale: np.ndarray | None = None
+    ) -> Linear:
+        """A copy keeping the input units ``keep``; each owns ``block`` consecutive columns (the
+        ``H*W`` columns of a channel after a Flatten). ``scale`` multiplies the kept units'
+        columns of the weight's values (ThiNet's least-squares rescaling), not its mask."""
+        def cols(w: np.ndarray) -> np.ndarray:
+            return w.reshape(w.shape[0], -1, block)[:, keep, :].reshape(w.shape[0], -1)
+
+        new = self._sliced(None, cols)
+        if scale is not None:
+            key = new.trained_tensor("weight")
+            w3 = new.params[key].reshape(new.out_features, -1, block)
+            new.params[key] = (w3 * np.asarray(scale)[None, :, None]).reshape(
+                new.out_features, -1).astype(w3.dtype)  # fmt: skip
+        new.in_features = int(len(keep) * block)
+        return new
+
+    def second_order_backward(
+        self, h: np.ndarray, x: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        w = self.weight.astype(np.float64)
+        return h @ (w**2), h.T @ (x.astype(np.float64) ** 2)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
@@ -605,6 +841,80 @@ class Conv2d(_WeightBias):
         dxp = _col2im(dcols, padded_shape, self.kernel_size, self.stride, (ho, wo))
         return _unpad(dxp, self.padding)
 
+    prefix = "conv"
+
+    def config(self) -> dict[str, Any]:
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": list(self.padding), "groups": self.groups,
+                "bias": self.bias is not None}  # fmt: skip
+
+    @classmethod
+    def param_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        allowed = {"in_channels", "out_channels", "kernel_size", "stride", "padding", "groups",
+                   "bias"}  # fmt: skip
+        if set(config) - allowed:
+            raise KeyError(f"unexpected {sorted(set(config) - allowed)}")
+        c_in = _positive_int(config.get("in_channels"), "in_channels")
+        c_out = _positive_int(config.get("out_channels"), "out_channels")
+        kh, kw = _pair(config.get("kernel_size"), "kernel_size", 1)
+        _pair(config.get("stride", 1), "stride", 1)
+        _pair(config.get("padding", 0), "padding", 0)
+        g = _positive_int(config.get("groups", 1), "groups")
+        if c_in % g or c_out % g:
+            raise ValueError(f"groups={g} must divide in_channels={c_in} and out_channels={c_out}")
+        out = {"weight": (c_out, c_in // g, kh, kw)}
+        if config.get("bias", True):
+            out["bias"] = (c_out,)
+        return out
+
+    def cost_spec(self) -> Any:
+        from ..cost.specs import Conv
+
+        return Conv(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
+                    padding=self.padding, groups=self.groups, bias=self.bias is not None)
+
+    def _ungrouped(self, what: str) -> None:
+        if self.groups != 1:
+            raise ValueError(f"{what}: unit surgery supports groups=1 only, got {self.groups}")
+
+    def slice_units(self, keep: np.ndarray) -> Conv2d:
+        self._ungrouped("slice_units")
+        new = self._sliced(keep)
+        new.out_channels = int(len(keep))
+        return new
+
+    def slice_inputs(
+        self, keep: np.ndarray, *, block: int = 1, scale: np.ndarray | None = None
+    ) -> Conv2d:
+        """A copy keeping the input channels ``keep``; ``scale`` multiplies the kept channels'
+        weight values (ThiNet). ``block`` must be 1 (a convolution never follows a Flatten)."""
+        self._ungrouped("slice_inputs")
+        if block != 1:
+            raise ValueError("a convolution's input channels own one column each (block=1)")
+        new = self._sliced(None, lambda w: w[:, keep])
+        if scale is not None:
+            key = new.trained_tensor("weight")
+            new.params[key] = (new.params[key] * np.asarray(scale)[None, :, None, None]).astype(
+                new.params[key].dtype)  # fmt: skip
+        new.in_channels = int(len(keep))
+        return new
+
+    def folds_exactly(self) -> bool:
+        return self.padding == (0, 0)
+
+    def second_order_backward(
+        self, h: np.ndarray, x: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # the second-order pass of a convolution is the first-order backward pass of the same
+        # convolution with squared weights, applied to the squared input
+        sq = Conv2d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
+                    padding=self.padding, groups=self.groups, bias=False)  # fmt: skip
+        sq.params["weight"] = self.weight.astype(np.float64) ** 2
+        sq.forward(x.astype(np.float64) ** 2)
+        dx = sq.backward(h)
+        return dx, sq.grads["weight"]
+
     def extra_repr(self) -> str:
         text = (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -641,6 +951,13 @@ class _Pool2d(Layer):
         ho, wo = self.output_shape(x.shape[2], x.shape[3])
         win = _windows(xp, self.kernel_size, self.stride)[:, :, :ho, :wo]
         return win, xp.shape
+
+    prefix = "pool"
+    carries_units = True
+
+    def config(self) -> dict[str, Any]:
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": list(self.padding)}  # fmt: skip
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
@@ -689,6 +1006,14 @@ class MaxPool2d(_Pool2d):
         gwin = gflat.reshape(n, c, ho, wo, kh, kw).transpose(0, 1, 4, 5, 2, 3)
         return _unpad(_scatter_windows(gwin, padded_shape, self.stride), self.padding)
 
+    def cost_spec(self) -> Any:
+        from ..cost.specs import MaxPool
+
+        return MaxPool(self.kernel_size, stride=self.stride, padding=self.padding)
+
+    def second_order_backward(self, h: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, None]:
+        return self.backward(h), None  # 0/1 routing: squaring the coefficients changes nothing
+
 
 class AvgPool2d(_Pool2d):
     """Average pooling over ``kH x kW`` windows (padding zeros count, as in PyTorch)."""
@@ -707,6 +1032,18 @@ class AvgPool2d(_Pool2d):
         )
         return _unpad(_scatter_windows(gwin, padded_shape, self.stride), self.padding)
 
+    def cost_spec(self) -> Any:
+        from ..cost.specs import AvgPool
+
+        return AvgPool(self.kernel_size, stride=self.stride, padding=self.padding)
+
+    def folds_exactly(self) -> bool:
+        return self.padding == (0, 0)  # padding zeros count: a constant map changes at borders
+
+    def second_order_backward(self, h: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, None]:
+        kh, kw = self.kernel_size
+        return self.backward(h) / (kh * kw), None  # coefficients 1/(kh kw), squared
+
 
 class ReLU(Layer):
     """``y = max(x, 0)``; the gradient passes where ``x > 0``."""
@@ -718,6 +1055,20 @@ class ReLU(Layer):
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         return grad_out * self._mask
 
+    prefix = "relu"
+    carries_units = True
+
+    def cost_spec(self) -> Any:
+        from ..cost.specs import Act
+
+        return Act("relu")
+
+    def constant_through(self, v: np.ndarray) -> np.ndarray:
+        return np.maximum(v, 0.0)
+
+    def second_order_backward(self, h: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, None]:
+        return self.backward(h), None  # 0/1 routing: squaring changes nothing
+
 
 class Tanh(Layer):
     """``y = tanh(x)``; ``dy/dx = 1 - y^2``."""
@@ -728,6 +1079,20 @@ class Tanh(Layer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         return grad_out * (1 - self._y**2)
+
+    prefix = "tanh"
+    carries_units = True
+
+    def cost_spec(self) -> Any:
+        from ..cost.specs import Act
+
+        return Act("tanh")
+
+    def constant_through(self, v: np.ndarray) -> np.ndarray:
+        return np.tanh(v)
+
+    def second_order_backward(self, h: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, None]:
+        return self.backward(self.backward(h)), None  # f'(a)^2 h; the f'' term dropped
 
 
 class Sigmoid(Layer):
@@ -741,6 +1106,20 @@ class Sigmoid(Layer):
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         return grad_out * self._y * (1 - self._y)
 
+    prefix = "sigmoid"
+    carries_units = True
+
+    def cost_spec(self) -> Any:
+        from ..cost.specs import Act
+
+        return Act("sigmoid")
+
+    def constant_through(self, v: np.ndarray) -> np.ndarray:
+        return 0.5 * (1.0 + np.tanh(0.5 * v))  # the logistic function, without overflow
+
+    def second_order_backward(self, h: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, None]:
+        return self.backward(self.backward(h)), None  # f'(a)^2 h; the f'' term dropped
+
 
 class Flatten(Layer):
     """Reshape ``(N, d1, d2, ...)`` to ``(N, d1*d2*...)`` in C order, as ``torch.flatten(x, 1)``."""
@@ -751,6 +1130,18 @@ class Flatten(Layer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         return grad_out.reshape(self._shape)
+
+    prefix = "flatten"
+    carries_units = True
+    flattens = True
+
+    def cost_spec(self) -> Any:
+        from ..cost.specs import Flat
+
+        return Flat()
+
+    def second_order_backward(self, h: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, None]:
+        return self.backward(h), None
 
 
 class Dropout(Layer):
@@ -775,6 +1166,20 @@ class Dropout(Layer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         return grad_out if self._scale is None else grad_out * self._scale
+
+    prefix = "drop"
+    carries_units = True
+
+    def config(self) -> dict[str, Any]:
+        return {"p": self.p}
+
+    def cost_spec(self) -> Any:
+        from ..cost.specs import Drop
+
+        return Drop(self.p)
+
+    def second_order_backward(self, h: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, None]:
+        return self.backward(h), None
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -838,6 +1243,49 @@ class _BatchNorm(Layer):
         sum_d = dxhat.sum(axis=self._axes).reshape(shape)
         sum_dx = (dxhat * xhat).sum(axis=self._axes).reshape(shape)
         return (inv_std.reshape(shape) / m) * (m * dxhat - sum_d - xhat * sum_dx)
+
+    prefix = "bn"
+    carries_units = True
+
+    def config(self) -> dict[str, Any]:
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
+
+    @classmethod
+    def param_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        if set(config) - {"num_features", "eps", "momentum"}:
+            extra = set(config) - {"num_features", "eps", "momentum"}
+            raise KeyError(f"unexpected {sorted(extra)}")
+        n = _positive_int(config.get("num_features"), "num_features")
+        return dict.fromkeys(("weight", "bias", "running_mean", "running_var"), (n,))
+
+    def check_finite(self, source: str = "state") -> None:
+        super().check_finite(source)
+        if (self.buffers["running_var"] < 0).any():
+            raise ValueError(f"{source}: running_var holds negative values")
+
+    def cost_spec(self) -> Any:
+        from ..cost.specs import BatchNorm
+
+        return BatchNorm(self.num_features, ndim=self._ndim - 1)
+
+    def slice_units(self, keep: np.ndarray) -> _BatchNorm:
+        new = copy.deepcopy(self)
+        for name in list(new.parametrizations):
+            new.remove_parametrization(name)
+        for store in (new.params, new.buffers):
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                if key in store:
+                    store[key] = store[key][keep].copy()
+        new.num_features = int(len(keep))
+        new.grads = {}
+        return new
+
+    def constant_through(self, v: np.ndarray) -> np.ndarray:
+        mean = self.buffers["running_mean"].astype(np.float64)
+        var = self.buffers["running_var"].astype(np.float64)
+        gamma = np.asarray(self.get_param("weight"), dtype=np.float64)
+        beta = np.asarray(self.get_param("bias"), dtype=np.float64)
+        return (v - mean) / np.sqrt(var + self.eps) * gamma + beta
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

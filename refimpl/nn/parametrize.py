@@ -86,10 +86,14 @@ class Parametrization:
     registry: ClassVar[dict[str, type[Parametrization]]] = {}
     uses_input: ClassVar[bool] = True
     keeps_values: ClassVar[bool] = False
+    #: How the compressed model file names the values this step deploys ("shared", ...).
+    file_name: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         Parametrization.registry[cls.__name__] = cls
+        if not cls.__dict__.get("file_name"):
+            cls.file_name = cls.__name__.lower()
 
     def init(self, x: np.ndarray) -> tuple[Arrays, Arrays]:
         """This step's own ``(params, buffers)``, built from the tensor below it, ``x``.

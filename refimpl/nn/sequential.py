@@ -10,34 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .layers import (
-    AvgPool2d,
-    BatchNorm1d,
-    BatchNorm2d,
-    Conv2d,
-    Dropout,
-    Flatten,
-    Layer,
-    Linear,
-    MaxPool2d,
-    ReLU,
-    Sigmoid,
-    Tanh,
-)
-
-_PREFIX = {
-    Linear: "fc",
-    Conv2d: "conv",
-    MaxPool2d: "pool",
-    AvgPool2d: "pool",
-    ReLU: "relu",
-    Tanh: "tanh",
-    Sigmoid: "sigmoid",
-    Flatten: "flatten",
-    Dropout: "drop",
-    BatchNorm1d: "bn",
-    BatchNorm2d: "bn",
-}
+from .layers import Layer
 
 FORMAT_MAGIC = "refimpl-state-dict"
 FORMAT_VERSION = 1
@@ -79,7 +52,7 @@ class Sequential(Layer):
                 name, layer = item
             else:
                 layer = item
-                prefix = _PREFIX.get(type(layer), type(layer).__name__.lower())
+                prefix = type(layer).prefix or type(layer).__name__.lower()
                 counts[prefix] = counts.get(prefix, 0) + 1
                 name = f"{prefix}{counts[prefix]}"
             if not isinstance(layer, Layer):
@@ -89,6 +62,44 @@ class Sequential(Layer):
             if name in self.layers:
                 raise ValueError(f"duplicate layer name {name!r}")
             self.layers[name] = layer
+
+    # -- self-description -------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """``{"layers": [{"name": ..., "type": ..., **config}, ...]}``, nested as the model is."""
+        return {"layers": [{"name": n, **layer.describe()} for n, layer in self.layers.items()]}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
+        layers = config.get("layers")
+        if not isinstance(layers, list) or set(config) != {"layers"}:
+            raise ValueError("a Sequential is described by one list, 'layers'")
+        items = []
+        for sub in layers:
+            name = sub.get("name") if isinstance(sub, dict) else None
+            if not isinstance(name, str):
+                raise ValueError("every layer of a Sequential needs a name")
+            items.append((name, Layer.build({k: v for k, v in sub.items() if k != "name"}, name)))
+        return cls(*items)
+
+    @classmethod
+    def param_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        layers = config.get("layers")
+        if not isinstance(layers, list) or set(config) != {"layers"}:
+            raise ValueError("a Sequential is described by one list, 'layers'")
+        out: dict[str, tuple[int, ...]] = {}
+        names = set()
+        for sub in layers:
+            name = sub.get("name") if isinstance(sub, dict) else None
+            if not isinstance(name, str) or not name or "." in name or name in names:
+                raise ValueError(f"bad or repeated layer name {name!r} in a Sequential")
+            names.add(name)
+            rest = {k: v for k, v in sub.items() if k != "name"}
+            out.update(Layer.tensor_shapes(rest, f"{name}."))
+        return out
+
+    def check_finite(self, source: str = "state") -> None:
+        for name, layer in self.layers.items():
+            layer.check_finite(f"{source}: layer {name!r}")
 
     # -- container --------------------------------------------------------------------------
     def named_layers(self) -> Iterator[tuple[str, Layer]]:

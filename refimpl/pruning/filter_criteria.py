@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..nn import Conv2d, Linear, Sequential
+from ..nn import Sequential
 from ..nn.layers import Layer
 from .neuron_criteria import _per_unit, _pooled, _units, _weight
 

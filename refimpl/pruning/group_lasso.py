@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..nn import Mask, Optimizer
+from ..nn import Optimizer
 from ..nn.layers import Layer
 from .magnitude import prunable_layers
 

@@ -26,7 +26,6 @@ from ..nn import Conv2d, Sequential, forward_through
 from .selection import select_per_layer
 from .surgery import (
     _constant_outputs,
-    _slice_weighted,
     as_keep,
     remove_units,
     unit_chain,
@@ -289,8 +288,8 @@ def thinet_prune(
         chain = unit_chain(model, layer_name)
         full = np.ones(order.size)
         full[keep] = samples.least_squares(keep)
-        nxt = _slice_weighted(
-            model[chain.next_name], None, np.arange(order.size), chain.block, col_scale=full
+        nxt = model[chain.next_name].slice_inputs(
+            np.arange(order.size), block=chain.block, scale=full
         )
         model = model.replace(chain.next_name, nxt)
     return remove_units(model, layer_name, keep)

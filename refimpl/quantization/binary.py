@@ -120,6 +120,8 @@ class BinaryConnect(Parametrization):
        Neural Networks with binary weights during propagations. *NeurIPS*.
     """
 
+    file_name = "binary"
+
     def __init__(
         self,
         *,
@@ -209,6 +211,8 @@ class XNORWeights(Parametrization):
     .. [1] Rastegari, M., Ordonez, V., Redmon, J. and Farhadi, A. (2016). XNOR-Net: ImageNet
        Classification Using Binary Convolutional Neural Networks. *ECCV*.
     """
+
+    file_name = "xnor"
 
     def init(self, x: np.ndarray) -> tuple[Arrays, Arrays]:
         if x.ndim < 2:

@@ -135,6 +135,8 @@ class FixedPoint(Parametrization):
        with Limited Numerical Precision. *ICML*.
     """
 
+    file_name = "fixed_point"
+
     def __init__(
         self,
         integer_bits: int = 4,

@@ -114,6 +114,8 @@ class HashedWeights(Parametrization):
        Compressing Neural Networks with the Hashing Trick. *ICML*.
     """
 
+    file_name = "hashed"
+
     def __init__(self, n_buckets: int, *, seed: int = 0) -> None:
         if isinstance(n_buckets, bool) or not isinstance(n_buckets, (int, np.integer)):
             raise TypeError(f"n_buckets must be an int, got {type(n_buckets).__name__}")

@@ -107,6 +107,8 @@ class INQ(Parametrization):
        Quantization: Towards Lossless CNNs with Low-Precision Weights. *ICLR*.
     """
 
+    file_name = "inq"
+
     def __init__(self, bits: int = 5) -> None:
         self.bits = _check_int(bits, "bits", 2, 16)
 

@@ -230,6 +230,8 @@ class ProductQuantized(Parametrization):
     their shape; a deployed file stores the codebooks and the codes.
     """
 
+    file_name = "pq"
+
     def __init__(self, codebooks: np.ndarray, codes: np.ndarray) -> None:
         codebooks, codes = np.asarray(codebooks), np.asarray(codes)
         if codebooks.ndim != 3:

@@ -217,6 +217,8 @@ class UniformQuant(Parametrization):
        Integer-Arithmetic-Only Inference. *CVPR*.
     """
 
+    file_name = "uniform"
+
     def __init__(self, bits: int = 8, *, per_channel: bool = False, symmetric: bool = True) -> None:
         self.bits = _check_bits(bits)
         self.per_channel = bool(per_channel)
@@ -240,14 +242,18 @@ class UniformQuant(Parametrization):
         scale, zero = qparams(x, self.bits, axis=self._axis(), symmetric=self.symmetric)
         codes = quantize(x, scale, zero, self.bits, symmetric=self.symmetric).astype(np.int64)
         qmin, _ = qrange(self.bits, self.symmetric)
-        ints = {"codes": codes[keep] - qmin, "zero_point": zero.ravel() - qmin}
+        ints = {"codes": codes[keep] - qmin}
+        if not self.symmetric:  # a symmetric zero point is 0: nothing to store
+            ints["zero_point"] = zero.ravel() - qmin
         config = {"bits": self.bits, "per_channel": self.per_channel, "symmetric": self.symmetric}
         return Deployed(config, {"scale": scale.ravel()}, ints)
 
     @classmethod
     def undeploy(cls, deployed: Deployed, shape: tuple[int, ...], keep: np.ndarray) -> np.ndarray:
         qmin, _ = qrange(deployed.config["bits"], deployed.config["symmetric"])
-        scale, zero = deployed.floats["scale"], deployed.ints["zero_point"].astype(np.int64) + qmin
+        scale = deployed.floats["scale"]
+        zero = deployed.ints["zero_point"].astype(np.int64) + qmin if "zero_point" in \
+            deployed.ints else np.zeros(scale.shape, dtype=np.int64)
         if deployed.config["per_channel"]:
             rows = np.nonzero(keep)[0]
             scale, zero = scale[rows], zero[rows]

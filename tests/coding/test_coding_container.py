@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
 
@@ -158,9 +159,7 @@ def test_every_layer_type_round_trips():
     layer.parametrize("weight", SharedWeights.from_weight(layer.weight, 4))
     data = dumps_compressed(model, index_bits={"conv1": 3, "fc1": 2})
     loaded = loads_compressed(data)
-    assert repr(loaded) == repr(model).replace(" [weight: Mask()]", "").replace(
-        " [weight: SharedWeights(n_clusters=4)]", ""
-    )
+    assert repr(loaded) == re.sub(r" \[weight: [^\]]*\]", "", repr(model))  # plain weights
     x = _inputs((2, 6, 8), n=5)
     assert np.array_equal(model(x), loaded(x))
     arch = json.loads(data[14 : 14 + struct.unpack_from("<I", data, 10)[0]])
@@ -219,8 +218,12 @@ def test_semantic_checks_behind_a_valid_crc():
 
 
 class _Custom(Layer):
+    def __init__(self, scale):  # an argument, and no config(): the file cannot describe it
+        super().__init__()
+        self.scale = scale
+
     def forward(self, x, train=False):
-        return x
+        return self.scale * x
 
 
 def test_bad_arguments():
@@ -228,7 +231,7 @@ def test_bad_arguments():
     with pytest.raises(TypeError, match="Sequential"):
         dumps_compressed(model["fc1"])
     with pytest.raises(TypeError, match="_Custom"):
-        dumps_compressed(Sequential(("c", _Custom())))
+        dumps_compressed(Sequential(("c", _Custom(2.0))))
     with pytest.raises(ValueError, match="distinct"):
         bigger = Sequential(Linear(300, 300, rng=0))
         dumps_compressed(bigger, shared=True)
