@@ -12,12 +12,14 @@
 
 Every factorization returns ordinary :class:`refimpl.nn.Linear` / :class:`refimpl.nn.Conv2d`
 layers, so the cost model counts them and :func:`refimpl.nn.fit` fine-tunes them;
-:func:`substitute` puts them into a model. See chapter 7 of the book, "Low-rank factorization".
+:func:`refimpl.surgery.substitute` (re-exported here) puts them into a model, and
+:func:`refimpl.timing.time_inference` times the result. See chapter 7 of the book, "Low-rank
+factorization".
 """
 
+from ..surgery.substitute import layer_inputs, relative_output_error, substitute
 from .cp import cp_als, cp_conv_layers, cp_decompose_conv, cp_to_tensor, fold, khatri_rao, unfold
 from .separable import separable_factorize, separable_filters, window_moments
-from .surgery import layer_inputs, relative_output_error, substitute
 from .svd import (
     energy_kept,
     rank_for_budget,
@@ -27,11 +29,9 @@ from .svd import (
     truncated_svd,
     weight_spectrum,
 )
-from .timing import compare_inference
 from .tucker import mode_dot, partial_tucker, tucker2_decompose_conv, tucker_to_tensor
 
 __all__ = [
-    "compare_inference",
     "cp_als",
     "cp_conv_layers",
     "cp_decompose_conv",

@@ -5,7 +5,7 @@ shape: it takes the layer (or its weight) first, then what it needs besides (the
 the units' activations or gradients), and returns one score per unit, shape ``(n_units,)``,
 ``float64``, where a **larger score means more important**. Choosing which units to drop from
 the scores is separate (:mod:`refimpl.pruning.selection`), and so is removing them
-(:mod:`refimpl.pruning.surgery`). :func:`refimpl.pruning.score_units` collects the
+(:mod:`refimpl.surgery`). :func:`refimpl.pruning.score_units` collects the
 activations or gradients a criterion needs and calls it.
 
 Activations are the units' outputs after their nonlinearity, shape ``(N, n_units)`` for a

@@ -23,13 +23,13 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..nn import Conv2d, Sequential, forward_through
-from .selection import select_per_layer
-from .surgery import (
+from ..surgery.units import (
     _constant_outputs,
     as_keep,
     remove_units,
     unit_chain,
 )
+from .selection import select_per_layer
 
 __all__ = ["ThiNetSamples", "thinet_prune", "thinet_samples", "thinet_scores"]
 

@@ -46,6 +46,7 @@ __all__ = [
     "shrink",
     "unit_chain",
     "unit_count",
+    "unit_count_of",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -467,7 +468,7 @@ def merge_units(model: Sequential, layer_name: str, n_remove: int) -> Sequential
 
     See chapter 4 of the book, "Merging similar neurons".
     """
-    from .neuron_criteria import _incoming_vectors, _outgoing_blocks
+    from ..pruning.neuron_criteria import _incoming_vectors, _outgoing_blocks
 
     chain = unit_chain(model, layer_name)
     n = unit_count(model, layer_name)
