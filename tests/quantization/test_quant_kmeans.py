@@ -1,5 +1,7 @@
 """k-means weight sharing: 1-D k-means quality, the pruned-zero encoding, SharedWeights."""
 
+import importlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -15,6 +17,9 @@ from refimpl.quantization import (
     kmeans_quantize,
     shared_weight,
 )
+
+# the module (refimpl.quantization.kmeans is also the name of a function in the package)
+kmeans_module = importlib.import_module("refimpl.quantization.kmeans")
 
 
 def brute_force_dp(x, k):
@@ -73,13 +78,59 @@ def test_optimal_1d_kmeans_no_worse_than_general_kmeans(dist, k):
     assert ours == pytest.approx(exact, rel=1e-9)
 
 
-def test_grouped_optimal_is_close_to_exact_on_many_values():
-    # 20,000 distinct values: the optimal init runs its DP on 8192 groups, then Lloyd polishes
+def test_grouped_optimal_is_close_to_exact_on_many_values(monkeypatch):
+    # 20,000 distinct values with a table too small for them: the optimal init runs its DP on
+    # 8192 groups, then Lloyd polishes
     x = np.random.default_rng(3).standard_normal(20_000)
-    _, _, ours = kmeans_1d(x, 8, init="optimal")
     _, exact = kmeans_1d_exact(x, 8)
+    monkeypatch.setattr(kmeans_module, "MAX_DP_TABLE", 8 * 10_000)
+    _, _, ours = kmeans_1d(x, 8, init="optimal")
     assert exact * (1 - 1e-9) <= ours <= exact * (1 + 1e-4)
     assert ours <= best_kmeans2(x, 8, restarts=3) * (1 + 1e-9)
+
+
+def test_optimal_is_exact_on_heavy_tails_when_the_table_fits():
+    # equal-count groups lose the sparse tails (2x the optimum on 100,000 Student t weights at
+    # k = 64); with 20,000 distinct values at k = 32 the DP runs on all of them
+    x = np.random.default_rng(4).standard_t(3, 20_000)
+    _, _, ours = kmeans_1d(x, 32, init="optimal")
+    _, exact = kmeans_1d_exact(x, 32)
+    assert ours == pytest.approx(exact, rel=1e-9)
+
+
+def random_weights(dist, n, seed):
+    gen = np.random.default_rng(seed)
+    return {
+        "normal": lambda: 0.05 * gen.standard_normal(n),
+        "student_t": lambda: 0.02 * gen.standard_t(2, n),
+        "repeated": lambda: np.round(gen.standard_normal(n), 1),  # few distinct values
+        "pruned": lambda: np.where(gen.random(n) < 0.6, 0.0, gen.laplace(size=n)),
+    }[dist]().astype(np.float32)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2, 3000),
+    k=st.integers(1, 64),
+    dist=st.sampled_from(["normal", "student_t", "repeated", "pruned"]),
+    seed=st.integers(0, 10_000),
+)
+def test_optimal_init_never_worse_than_linear_then_lloyd(n, k, dist, seed):
+    w = random_weights(dist, n, seed)
+    nonzero = w[w != 0]
+    if nonzero.size == 0:
+        return
+    k = min(k, np.unique(nonzero).size)
+    _, _, linear = kmeans_1d(nonzero, k, init="linear")
+    _, _, optimal = kmeans_1d(nonzero, k, init="optimal")
+    assert optimal <= linear * (1 + 1e-9) + 1e-15
+    # the same through kmeans_quantize (float32 codebook, pruned zeros left out)
+    errors = {}
+    for init in ("linear", "optimal"):
+        codebook, indices = kmeans_quantize(w, k, init=init)
+        errors[init] = float(((w.astype(np.float64)
+                               - shared_weight(codebook, indices).astype(np.float64)) ** 2).sum())
+    assert errors["optimal"] <= errors["linear"] * (1 + 1e-6) + 1e-12
 
 
 @settings(max_examples=25, deadline=None)
