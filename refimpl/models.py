@@ -18,8 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
-
-RngLike = int | np.random.Generator | None
+from .validation import RngLike
 
 
 def _seeds(rng: RngLike, n: int) -> list[np.random.Generator]:

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..validation import check_int
 from .results import LayerCost
 
 Shape = tuple[int, ...]
@@ -48,9 +49,7 @@ def _pair(value: int | Sequence[int], what: str, minimum: int) -> Pair:
 
 
 def _positive_int(value: Any, what: str) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{what} must be a positive int, got {value!r}")
-    return int(value)
+    return check_int(value, what, 1)
 
 
 def _window(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil: bool) -> int:

@@ -12,16 +12,13 @@ import math
 
 import numpy as np
 
+from ..validation import check_float
 from .layers import Layer
 
 
 def _check(value: float, name: str, low: float, high: float = math.inf, *, open_low=False) -> float:
-    value = float(value)
-    ok = (value > low if open_low else value >= low) and value < high
-    if not ok:
-        bracket = "(" if open_low else "["
-        raise ValueError(f"{name} must lie in {bracket}{low}, {high}), got {value}")
-    return value
+    return check_float(value, name, low, None if high == math.inf else high, open_low=open_low,
+                       open_high=True)  # fmt: skip
 
 
 class Optimizer:

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..nn import Sequential
 from ..nn.layers import Layer
+from ..validation import RngLike
 from .neuron_criteria import _per_unit, _pooled, _units, _weight
 
 __all__ = [
@@ -41,7 +42,6 @@ __all__ = [
     "random_scores",
 ]
 
-RngLike = int | np.random.Generator | None
 
 
 def l1_filter_scores(layer: Layer | np.ndarray) -> np.ndarray:

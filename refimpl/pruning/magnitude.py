@@ -19,6 +19,7 @@ import numpy as np
 
 from ..nn import Mask, weighted_layers
 from ..nn.layers import Layer
+from ..validation import check_sparsity
 
 __all__ = [
     "check_sparsity",
@@ -38,20 +39,6 @@ __all__ = [
     "sparsity_report",
 ]
 
-
-def check_sparsity(sparsity: float, name: str = "sparsity") -> float:
-    """Return ``sparsity`` as a float after checking that it lies in ``[0, 1)``.
-
-    ``sparsity`` is always the fraction of entries *removed* (torch's ``amount``).
-    """
-    if isinstance(sparsity, (bool, np.bool_)) or not isinstance(
-        sparsity, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"{name} must be a float in [0, 1), got {type(sparsity).__name__}")
-    value = float(sparsity)
-    if not (math.isfinite(value) and 0.0 <= value < 1.0):
-        raise ValueError(f"{name} must lie in [0, 1) (the fraction removed), got {sparsity!r}")
-    return value
 
 
 def _as_weight(weight: np.ndarray, name: str = "weight") -> np.ndarray:

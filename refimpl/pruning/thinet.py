@@ -29,11 +29,11 @@ from ..surgery.units import (
     remove_units,
     unit_chain,
 )
+from ..validation import RngLike
 from .selection import select_per_layer
 
 __all__ = ["ThiNetSamples", "thinet_prune", "thinet_samples", "thinet_scores"]
 
-RngLike = int | np.random.Generator | None
 
 
 @dataclass(frozen=True)

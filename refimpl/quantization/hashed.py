@@ -22,8 +22,9 @@ import math
 import numpy as np
 
 from ..cost import LayerCost
-from ..nn.layers import Layer, RngLike
+from ..nn.layers import Layer
 from ..nn.parametrize import Arrays, Deployed, Parametrization
+from ..validation import RngLike
 
 __all__ = ["HashedLinear", "HashedWeights", "bucket_hash", "sign_hash"]
 

@@ -38,6 +38,7 @@ from typing import Literal
 import numpy as np
 
 from ..nn.parametrize import Arrays, Deployed, Parametrization
+from ..validation import check_int
 
 __all__ = [
     "PRUNED",
@@ -63,12 +64,8 @@ MAX_GROUPS = 8192
 
 
 def _check_k(n_clusters: int) -> int:
-    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):
-        raise TypeError(f"n_clusters must be an int, got {type(n_clusters).__name__}")
-    if n_clusters < 1:
-        raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
-    return int(n_clusters)
-
+    # at most 65,535 clusters: what a codebook of the compressed model file can hold
+    return check_int(n_clusters, "n_clusters", 1, 65535)
 
 def _initial_centroids(
     xs: np.ndarray, k: int, init: str, rng: int | np.random.Generator | None

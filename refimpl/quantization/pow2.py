@@ -25,6 +25,7 @@ from ..cost import LayerCost
 from ..nn import weighted_layers
 from ..nn.layers import Layer
 from ..nn.parametrize import Arrays, Deployed, Parametrization
+from ..validation import check_int
 
 __all__ = [
     "INQ",
@@ -38,21 +39,13 @@ __all__ = [
 ]
 
 
-def _check_int(value: int, name: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must lie in [{low}, {high}], got {value}")
-    return int(value)
-
-
 def inq_exponent_range(weight: np.ndarray, bits: int) -> tuple[int, int]:
     """Exponents ``(n1, n2)`` of INQ's set ``{0} U {+-2^n : n2 <= n <= n1}`` for ``bits`` bits.
 
     ``n1 = floor(log2(4 s / 3))`` with ``s = max |W|`` and ``n2 = n1 + 1 - 2^(b-1) / 2``: one bit
     is the sign-and-zero and ``2^(b-2)`` exponents remain ([1]_, eq. 2-3).
     """
-    bits = _check_int(bits, "bits", 2, 16)
+    bits = check_int(bits, "bits", 2, 16)
     s = float(np.max(np.abs(weight)))
     if s == 0:
         raise ValueError("weight is all zero; INQ needs a nonzero weight to set its range")
@@ -110,7 +103,7 @@ class INQ(Parametrization):
     file_name = "inq"
 
     def __init__(self, bits: int = 5) -> None:
-        self.bits = _check_int(bits, "bits", 2, 16)
+        self.bits = check_int(bits, "bits", 2, 16)
 
     def init(self, x: np.ndarray) -> tuple[Arrays, Arrays]:
         n1, n2 = inq_exponent_range(x, self.bits)
@@ -219,8 +212,8 @@ def pow2_round(x: np.ndarray, *, min_exp: int = -8, max_exp: int = 0) -> np.ndar
     :math:`2^{e_{min} - 1}` in magnitude become 0 ([2]_, sec. 3.2 quantizes the layer inputs this
     way so that the products of backpropagation become shifts).
     """
-    min_exp = _check_int(min_exp, "min_exp", -126, 126)
-    max_exp = _check_int(max_exp, "max_exp", min_exp, 127)
+    min_exp = check_int(min_exp, "min_exp", -126, 126)
+    max_exp = check_int(max_exp, "max_exp", min_exp, 127)
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(f"x must be a floating-point array, got dtype {x.dtype}")
@@ -317,8 +310,8 @@ class PowerOfTwoAct(Layer):
 
     def __init__(self, *, min_exp: int = -8, max_exp: int = 0) -> None:
         super().__init__()
-        self.min_exp = _check_int(min_exp, "min_exp", -126, 126)
-        self.max_exp = _check_int(max_exp, "max_exp", self.min_exp, 127)
+        self.min_exp = check_int(min_exp, "min_exp", -126, 126)
+        self.max_exp = check_int(max_exp, "max_exp", self.min_exp, 127)
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         self._pass = np.abs(x) <= 2.0**self.max_exp

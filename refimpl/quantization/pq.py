@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from ..nn.parametrize import Arrays, Deployed, Parametrization
+from ..validation import check_int
 
 __all__ = [
     "ProductQuantized",
@@ -29,14 +30,6 @@ __all__ = [
     "pq_reconstruct",
     "product_quantize",
 ]
-
-
-def _check_pos(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
 
 
 def _sq_dists(X: np.ndarray, C: np.ndarray) -> np.ndarray:
@@ -97,10 +90,10 @@ def kmeans(
     if X.ndim != 3:
         raise ValueError(f"X must have shape (n, d) or (B, n, d), got {X.shape}")
     B, n, d = X.shape
-    k = _check_pos(n_clusters, "n_clusters")
+    k = check_int(n_clusters, "n_clusters", 1)
     if k > n:
         raise ValueError(f"n_clusters must be <= the number of points {n}, got {k}")
-    n_iter = _check_pos(n_iter, "n_iter")
+    n_iter = check_int(n_iter, "n_iter", 1)
     gen = np.random.default_rng(rng)
     rows = np.arange(B)
     C = np.empty((B, k, d))
@@ -168,10 +161,10 @@ def product_quantize(
     w = np.asarray(weight)
     if w.ndim != 2 or not np.issubdtype(w.dtype, np.floating):
         raise ValueError(f"weight must be a 2-D float array (out, in), got {w.shape} {w.dtype}")
-    d = _check_pos(subvector_len, "subvector_len")
+    d = check_int(subvector_len, "subvector_len", 1)
     if d > w.shape[1]:
         raise ValueError(f"subvector_len must be <= in_features {w.shape[1]}, got {d}")
-    k = _check_pos(n_centroids, "n_centroids")
+    k = check_int(n_centroids, "n_centroids", 1)
     if k > w.shape[0]:
         raise ValueError(f"n_centroids must be <= out_features {w.shape[0]}, got {k}")
     out, inp = w.shape
@@ -204,8 +197,8 @@ def pq_compression_rate(
     \\lceil\\log_2 k\\rceil)` ([1]_, sec. 3.3 counts it the same way).
     """
     m, n = (int(v) for v in shape)
-    d = _check_pos(subvector_len, "subvector_len")
-    k = _check_pos(n_centroids, "n_centroids")
+    d = check_int(subvector_len, "subvector_len", 1)
+    k = check_int(n_centroids, "n_centroids", 1)
     s = math.ceil(n / d)
     index_bits = max(1, math.ceil(math.log2(k)))
     return float_bits * m * n / (float_bits * k * d * s + m * s * index_bits)

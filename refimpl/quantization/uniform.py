@@ -30,6 +30,7 @@ import numpy as np
 from ..cost import LayerCost
 from ..nn.layers import Layer, Linear
 from ..nn.parametrize import Arrays, Deployed, Parametrization
+from ..validation import check_int
 
 __all__ = [
     "FakeQuantize",
@@ -44,12 +45,7 @@ __all__ = [
 
 
 def _check_bits(bits: int, low: int = 2, high: int = 16) -> int:
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
-        raise TypeError(f"bits must be an int, got {type(bits).__name__}")
-    if not low <= bits <= high:
-        raise ValueError(f"bits must lie in [{low}, {high}], got {bits}")
-    return int(bits)
-
+    return check_int(bits, "bits", low, high)
 
 def qrange(bits: int, signed: bool) -> tuple[int, int]:
     """Integer range ``(q_min, q_max)`` of ``bits``-bit codes.
