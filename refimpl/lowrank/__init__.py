@@ -18,8 +18,17 @@ factorization".
 """
 
 from ..surgery.substitute import layer_inputs, relative_output_error, substitute
-from .cp import cp_als, cp_conv_layers, cp_decompose_conv, cp_to_tensor, fold, khatri_rao, unfold
-from .separable import separable_factorize, separable_filters, window_moments
+from .cp import (
+    CPTensor,
+    cp_als,
+    cp_conv_layers,
+    cp_decompose_conv,
+    cp_to_tensor,
+    fold,
+    khatri_rao,
+    unfold,
+)
+from .separable import SeparablePair, separable_factorize, separable_filters, window_moments
 from .svd import (
     energy_kept,
     rank_for_budget,
@@ -29,9 +38,12 @@ from .svd import (
     truncated_svd,
     weight_spectrum,
 )
-from .tucker import mode_dot, partial_tucker, tucker2_decompose_conv, tucker_to_tensor
+from .tucker import TuckerTensor, mode_dot, partial_tucker, tucker2_decompose_conv, tucker_to_tensor
 
 __all__ = [
+    "CPTensor",
+    "SeparablePair",
+    "TuckerTensor",
     "cp_als",
     "cp_conv_layers",
     "cp_decompose_conv",

@@ -22,7 +22,9 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +32,7 @@ from ..nn import Conv2d
 from ._checks import RngLike, check_conv, check_int, check_tensor
 
 __all__ = [
+    "CPTensor",
     "cp_als",
     "cp_conv_layers",
     "cp_decompose_conv",
@@ -244,16 +247,42 @@ def _initial_factors(
     return [f / np.where(n > 0, n, 1.0) for f, n in zip(factors, norms, strict=True)]
 
 
+@dataclass(frozen=True)
+class CPTensor:
+    """A CP decomposition: ``weights`` (R,), ``factors`` (I_n, R) each, and the relative
+    ``errors`` after each ALS sweep. Unpacks as ``weights, factors``, like tensorly's."""
+
+    weights: np.ndarray
+    factors: list[np.ndarray]
+    errors: list[float]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.weights, self.factors))
+
+    def __getitem__(self, index: int) -> Any:
+        return (self.weights, self.factors)[index]
+
+    def __len__(self) -> int:
+        return 2
+
+    @property
+    def rank(self) -> int:
+        return int(self.weights.size)
+
+    def to_tensor(self) -> np.ndarray:
+        """The tensor :math:`\\sum_r \\lambda_r a^{(1)}_r \\circ \\dots \\circ a^{(N)}_r`."""
+        return cp_to_tensor(self.weights, self.factors)
+
+
 def cp_als(
     tensor: np.ndarray,
     rank: int,
     *,
-    n_iter_max: int = 100,
+    max_iter: int = 100,
     tol: float = 1e-8,
     init: str | Sequence[np.ndarray] = "svd",
     rng: RngLike = None,
-    return_errors: bool = False,
-) -> tuple[np.ndarray, list[np.ndarray]] | tuple[np.ndarray, list[np.ndarray], list[float]]:
+) -> CPTensor:
     """CP decomposition of a tensor by alternating least squares (Kolda and Bader 2009).
 
     Parameters
@@ -262,7 +291,7 @@ def cp_als(
         Real entries; computed in float64.
     rank : int >= 1
         Number of rank-one components R.
-    n_iter_max : int >= 1
+    max_iter : int >= 1
         Maximum number of sweeps (each sweep updates every factor once).
     tol : float >= 0
         Stop when the relative error changes by less than ``tol`` between sweeps.
@@ -274,17 +303,15 @@ def cp_als(
     rng : int, numpy.random.Generator or None
         Seed or generator for the random initial columns and pencils; the result is a
         deterministic function of the tensor and ``rng``.
-    return_errors : bool
-        Also return the relative error after every sweep.
 
     Returns
     -------
-    weights : ndarray, shape (R,)
-        :math:`\\lambda_r \\ge 0`, in decreasing order.
-    factors : list of ndarray, shapes (I_n, R)
-        Unit-norm columns (a zero column stays zero).
-    errors : list of float, only if ``return_errors``
-        :math:`\\|\\mathcal X - \\hat{\\mathcal X}\\|_F / \\|\\mathcal X\\|_F` after each sweep.
+    CPTensor
+        ``weights`` (R,): :math:`\\lambda_r \\ge 0`, in decreasing order; ``factors``, list of
+        (I_n, R) arrays with unit-norm columns (a zero column stays zero); ``errors``: the
+        relative error :math:`\\|\\mathcal X - \\hat{\\mathcal X}\\|_F / \\|\\mathcal X\\|_F`
+        after each sweep. It unpacks as ``weights, factors = cp_als(...)``, as tensorly's
+        ``CPTensor`` does.
 
     Notes
     -----
@@ -338,7 +365,7 @@ def cp_als(
     """
     X = check_tensor(tensor, "tensor", min_ndim=2)
     rank = check_int(rank, "rank", 1)
-    n_iter_max = check_int(n_iter_max, "n_iter_max", 1)
+    max_iter = check_int(max_iter, "max_iter", 1)
     if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or tol < 0:
         raise ValueError(f"tol must be a float >= 0, got {tol!r}")
     gen = np.random.default_rng(rng)
@@ -349,7 +376,7 @@ def cp_als(
     weights = np.ones(rank)
     norm_x = float(np.linalg.norm(X))
     errors: list[float] = []
-    for _ in range(n_iter_max):
+    for _ in range(max_iter):
         for n in range(n_modes):
             others = [m for m in range(n_modes) if m != n]
             V = np.prod(np.stack([grams[m] for m in others]), axis=0)
@@ -367,9 +394,7 @@ def cp_als(
     order = np.argsort(-weights, kind="stable")
     weights = weights[order]
     factors = [f[:, order] for f in factors]
-    if return_errors:
-        return weights, factors, errors
-    return weights, factors
+    return CPTensor(weights, factors, errors)
 
 
 def cp_conv_layers(
@@ -437,7 +462,7 @@ def cp_decompose_conv(
     conv: Conv2d,
     rank: int,
     *,
-    n_iter_max: int = 100,
+    max_iter: int = 100,
     tol: float = 1e-8,
     init: str = "svd",
     rng: RngLike = None,
@@ -450,7 +475,7 @@ def cp_decompose_conv(
         Weight (C_out, C_in, kH, kW), groups=1; not modified.
     rank : int >= 1
         Number of CP components R (the width of the three inner layers).
-    n_iter_max, tol, init, rng
+    max_iter, tol, init, rng
         Passed to :func:`cp_als`.
 
     Returns
@@ -475,6 +500,6 @@ def cp_decompose_conv(
     """
     conv = check_conv(conv)
     weights, factors = cp_als(
-        conv.weight, rank, n_iter_max=n_iter_max, tol=tol, init=init, rng=rng
+        conv.weight, rank, max_iter=max_iter, tol=tol, init=init, rng=rng
     )
     return cp_conv_layers(conv, weights, factors)

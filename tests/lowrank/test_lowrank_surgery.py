@@ -26,7 +26,7 @@ def digits():
 
 def test_substitute_names_and_keeps_the_original():
     model = digits_cnn(rng=0)
-    new = substitute(model, "conv2", cp_decompose_conv(model["conv2"], 4, n_iter_max=5))
+    new = substitute(model, "conv2", cp_decompose_conv(model["conv2"], 4, max_iter=5))
     assert new.names()[3:8] == ["conv2_1", "conv2_2", "conv2_3", "conv2_4", "relu2"]
     assert model.names()[3] == "conv2"
     assert new["relu1"] is not model["relu1"]  # the other layers are copies
