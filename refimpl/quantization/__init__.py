@@ -24,7 +24,9 @@ from .fixed_point import FixedPoint, fixed_point_range, round_fixed
 from .hashed import HashedLinear, HashedWeights, bucket_hash, sign_hash
 from .kmeans import (
     PRUNED,
+    KMeansResult,
     SharedWeights,
+    kmeans,
     kmeans_1d,
     kmeans_1d_exact,
     kmeans_init,
@@ -41,7 +43,7 @@ from .pow2 import (
     pow2_round,
     shift_matmul,
 )
-from .pq import ProductQuantized, kmeans, pq_compression_rate, pq_reconstruct, product_quantize
+from .pq import ProductQuantized, pq_compression_rate, pq_reconstruct, product_quantize
 from .uniform import (
     FakeQuantize,
     IntegerLinear,
@@ -55,6 +57,7 @@ from .uniform import (
 
 __all__ = [
     "INQ",
+    "KMeansResult",
     "PRUNED",
     "BinaryActivation",
     "BinaryConnect",

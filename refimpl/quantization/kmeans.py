@@ -33,14 +33,16 @@ References
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
 from ..nn.parametrize import Arrays, Deployed, Parametrization
-from ..validation import check_int
+from ..validation import as_generator, check_int
 
 __all__ = [
+    "KMeansResult",
+    "kmeans",
     "PRUNED",
     "SharedWeights",
     "kmeans_1d",
@@ -164,6 +166,160 @@ def _lloyd_sorted(
     return c, bounds
 
 
+def _sq_dists(X: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """Squared distances (..., n, k) between rows of X (..., n, d) and C (..., k, d)."""
+    d = X.shape[-1]
+    if d <= 16:  # short vectors: d broadcast products beat many tiny batched matmuls
+        cross = X[..., :, None, 0] * C[..., None, :, 0]
+        for t in range(1, d):
+            cross += X[..., :, None, t] * C[..., None, :, t]
+    else:
+        cross = X @ np.swapaxes(C, -1, -2)
+    dist = (X * X).sum(-1)[..., :, None] - 2 * cross + (C * C).sum(-1)[..., None, :]
+    return np.maximum(dist, 0.0)
+
+
+def _kmeans_vectors(
+    X: np.ndarray,
+    n_clusters: int,
+    *,
+    max_iter: int = 25,
+    rng: int | np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Batched k-means (Lloyd, k-means++ seeding) of ``B`` independent point sets at once.
+
+    Parameters
+    ----------
+    X : ndarray (B, n, d) or (n, d)
+        ``B`` sets of ``n`` points in ``d`` dimensions (a 2-D array is one set).
+    n_clusters : int
+        ``k <= n``.
+    max_iter : int
+        Maximum Lloyd iterations (it stops earlier once no assignment changes).
+    rng : int, numpy.random.Generator or None
+        Seed or generator of the k-means++ seeding.
+
+    Returns
+    -------
+    centroids : ndarray (B, k, d) (or (k, d))
+    labels : ndarray of int64 (B, n) (or (n,))
+
+    Notes
+    -----
+    k-means++ [3]_ draws each new seed with probability proportional to the squared distance to
+    the nearest seed so far; Lloyd then alternates nearest-centroid assignment (one batched
+    matrix product) and centroid means (one ``bincount`` per dimension). An empty cluster keeps
+    its centroid. All ``B`` sets are processed together, so the loops run over seeds and
+    iterations, never over points.
+
+    References
+    ----------
+    .. [3] Arthur, D. and Vassilvitskii, S. (2007). k-means++: The Advantages of Careful
+       Seeding. *SODA*.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    single = X.ndim == 2
+    if single:
+        X = X[None]
+    if X.ndim != 3:
+        raise ValueError(f"X must have shape (n, d) or (B, n, d), got {X.shape}")
+    B, n, d = X.shape
+    k = check_int(n_clusters, "n_clusters", 1)
+    if k > n:
+        raise ValueError(f"n_clusters must be <= the number of points {n}, got {k}")
+    max_iter = check_int(max_iter, "max_iter", 1)
+    gen = as_generator(rng)
+    rows = np.arange(B)
+    C = np.empty((B, k, d))
+    C[:, 0] = X[rows, gen.integers(0, n, B)]
+    best = ((X - C[:, :1]) ** 2).sum(-1)  # (B, n) squared distance to the nearest seed
+    for m in range(1, k):  # loop over seeds only
+        total = best.sum(1, keepdims=True)
+        p = np.where(total > 0, best / np.where(total > 0, total, 1), 1.0 / n)
+        u = gen.random((B, 1))
+        pick = np.minimum((np.cumsum(p, axis=1) < u).sum(1), n - 1)
+        C[:, m] = X[rows, pick]
+        best = np.minimum(best, ((X - C[:, m : m + 1]) ** 2).sum(-1))
+    flat = (rows[:, None] * k)  # offsets of each set's clusters in a flat bincount
+    labels = np.full((B, n), -1, dtype=np.int64)
+    X32 = X.astype(np.float32)  # distances in float32 (half the memory traffic); means in float64
+    for _ in range(max_iter):
+        new = _sq_dists(X32, C.astype(np.float32)).argmin(-1)
+        if np.array_equal(new, labels):
+            break  # converged: the assignment no longer changes
+        labels = new
+        idx = (labels + flat).ravel()
+        counts = np.bincount(idx, minlength=B * k).reshape(B, k)
+        sums = np.stack(
+            [np.bincount(idx, weights=X[..., t].ravel(), minlength=B * k) for t in range(d)],
+            axis=-1,
+        ).reshape(B, k, d)
+        C = np.where(counts[..., None] > 0, sums / np.maximum(counts, 1)[..., None], C)
+    labels = _sq_dists(X, C).argmin(-1)  # final assignment in float64
+    return (C[0], labels[0]) if single else (C, labels)
+
+
+class KMeansResult(NamedTuple):
+    """What a k-means run found: ``centroids`` (k,) or (k, d) (or batched), ``labels`` (the
+    index of each point's centroid) and ``inertia`` (the sum of squared distances)."""
+
+    centroids: np.ndarray
+    labels: np.ndarray
+    inertia: float | np.ndarray
+
+
+def kmeans(
+    X: np.ndarray,
+    n_clusters: int,
+    *,
+    init: InitName | np.ndarray | None = None,
+    max_iter: int | None = None,
+    rng: int | np.random.Generator | None = None,
+) -> KMeansResult:
+    """k-means of points: the one entry point for scalars and vectors.
+
+    Parameters
+    ----------
+    X : ndarray (n,), (n, d) or (B, n, d)
+        Scalars (weights to share: sorted-data Lloyd of :func:`kmeans_1d`), points in ``d``
+        dimensions, or ``B`` independent sets of points clustered together (product
+        quantization's sub-spaces).
+    n_clusters : int
+        ``k``.
+    init : str or ndarray, optional
+        For scalars, :func:`kmeans_1d`'s ``init`` (default ``"linear"``); for vectors only
+        k-means++ seeding is offered (None).
+    max_iter : int, optional
+        Maximum Lloyd iterations (default 300 for scalars, 25 for vectors).
+    rng : int, numpy.random.Generator or None
+        Seed or generator of random starts.
+
+    Returns
+    -------
+    KMeansResult
+        ``centroids``, ``labels``, ``inertia`` (an array of ``B`` values for batched input).
+
+    References
+    ----------
+    .. [1] Lloyd, S. (1982). Least squares quantization in PCM. *IEEE Trans. Information
+       Theory* 28(2), 129-137.
+    .. [2] Arthur, D. and Vassilvitskii, S. (2007). k-means++: The Advantages of Careful
+       Seeding. *SODA*.
+    """
+    X = np.asarray(X)
+    if X.ndim == 1:
+        return kmeans_1d(X, n_clusters, init="linear" if init is None else init, rng=rng,
+                         max_iter=300 if max_iter is None else max_iter)  # fmt: skip
+    if init is not None:
+        raise ValueError("for points in d > 1 dimensions init must be None (k-means++)")
+    C, labels = _kmeans_vectors(X, n_clusters, max_iter=25 if max_iter is None else max_iter,
+                                rng=rng)  # fmt: skip
+    Xf = np.asarray(X, dtype=np.float64)
+    diff = Xf - np.take_along_axis(C, labels[..., None], axis=-2)
+    inertia = (diff * diff).sum(axis=(-2, -1))
+    return KMeansResult(C, labels, float(inertia) if Xf.ndim == 2 else inertia)
+
+
 def kmeans_1d(
     x: np.ndarray,
     n_clusters: int,
@@ -172,7 +328,7 @@ def kmeans_1d(
     rng: int | np.random.Generator | None = None,
     max_iter: int = 300,
     tol: float = 1e-9,
-) -> tuple[np.ndarray, np.ndarray, float]:
+) -> KMeansResult:
     """One-dimensional k-means by Lloyd's algorithm on sorted data.
 
     Parameters
@@ -245,7 +401,7 @@ def kmeans_1d(
     # side="right": a value exactly on a midpoint joins the upper cluster, as in the loop
     labels = np.searchsorted((c[1:] + c[:-1]) / 2, flat, side="right").reshape(x.shape)
     inertia = float(((flat - c[labels.ravel()]) ** 2).sum())
-    return c, labels, inertia
+    return KMeansResult(c, labels, inertia)
 
 
 def _group(xs: np.ndarray, max_groups: int | None) -> tuple[np.ndarray, np.ndarray]:

@@ -22,107 +22,14 @@ import numpy as np
 
 from ..nn.parametrize import Arrays, Deployed, Parametrization
 from ..validation import check_int
+from .kmeans import kmeans
 
 __all__ = [
     "ProductQuantized",
-    "kmeans",
     "pq_compression_rate",
     "pq_reconstruct",
     "product_quantize",
 ]
-
-
-def _sq_dists(X: np.ndarray, C: np.ndarray) -> np.ndarray:
-    """Squared distances (..., n, k) between rows of X (..., n, d) and C (..., k, d)."""
-    d = X.shape[-1]
-    if d <= 16:  # short vectors: d broadcast products beat many tiny batched matmuls
-        cross = X[..., :, None, 0] * C[..., None, :, 0]
-        for t in range(1, d):
-            cross += X[..., :, None, t] * C[..., None, :, t]
-    else:
-        cross = X @ np.swapaxes(C, -1, -2)
-    dist = (X * X).sum(-1)[..., :, None] - 2 * cross + (C * C).sum(-1)[..., None, :]
-    return np.maximum(dist, 0.0)
-
-
-def kmeans(
-    X: np.ndarray,
-    n_clusters: int,
-    *,
-    n_iter: int = 25,
-    rng: int | np.random.Generator | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Batched k-means (Lloyd, k-means++ seeding) of ``B`` independent point sets at once.
-
-    Parameters
-    ----------
-    X : ndarray (B, n, d) or (n, d)
-        ``B`` sets of ``n`` points in ``d`` dimensions (a 2-D array is one set).
-    n_clusters : int
-        ``k <= n``.
-    n_iter : int
-        Maximum Lloyd iterations (it stops earlier once no assignment changes).
-    rng : int, numpy.random.Generator or None
-        Seed or generator of the k-means++ seeding.
-
-    Returns
-    -------
-    centroids : ndarray (B, k, d) (or (k, d))
-    labels : ndarray of int64 (B, n) (or (n,))
-
-    Notes
-    -----
-    k-means++ [3]_ draws each new seed with probability proportional to the squared distance to
-    the nearest seed so far; Lloyd then alternates nearest-centroid assignment (one batched
-    matrix product) and centroid means (one ``bincount`` per dimension). An empty cluster keeps
-    its centroid. All ``B`` sets are processed together, so the loops run over seeds and
-    iterations, never over points.
-
-    References
-    ----------
-    .. [3] Arthur, D. and Vassilvitskii, S. (2007). k-means++: The Advantages of Careful
-       Seeding. *SODA*.
-    """
-    X = np.asarray(X, dtype=np.float64)
-    single = X.ndim == 2
-    if single:
-        X = X[None]
-    if X.ndim != 3:
-        raise ValueError(f"X must have shape (n, d) or (B, n, d), got {X.shape}")
-    B, n, d = X.shape
-    k = check_int(n_clusters, "n_clusters", 1)
-    if k > n:
-        raise ValueError(f"n_clusters must be <= the number of points {n}, got {k}")
-    n_iter = check_int(n_iter, "n_iter", 1)
-    gen = np.random.default_rng(rng)
-    rows = np.arange(B)
-    C = np.empty((B, k, d))
-    C[:, 0] = X[rows, gen.integers(0, n, B)]
-    best = ((X - C[:, :1]) ** 2).sum(-1)  # (B, n) squared distance to the nearest seed
-    for m in range(1, k):  # loop over seeds only
-        total = best.sum(1, keepdims=True)
-        p = np.where(total > 0, best / np.where(total > 0, total, 1), 1.0 / n)
-        u = gen.random((B, 1))
-        pick = np.minimum((np.cumsum(p, axis=1) < u).sum(1), n - 1)
-        C[:, m] = X[rows, pick]
-        best = np.minimum(best, ((X - C[:, m : m + 1]) ** 2).sum(-1))
-    flat = (rows[:, None] * k)  # offsets of each set's clusters in a flat bincount
-    labels = np.full((B, n), -1, dtype=np.int64)
-    X32 = X.astype(np.float32)  # distances in float32 (half the memory traffic); means in float64
-    for _ in range(n_iter):
-        new = _sq_dists(X32, C.astype(np.float32)).argmin(-1)
-        if np.array_equal(new, labels):
-            break  # converged: the assignment no longer changes
-        labels = new
-        idx = (labels + flat).ravel()
-        counts = np.bincount(idx, minlength=B * k).reshape(B, k)
-        sums = np.stack(
-            [np.bincount(idx, weights=X[..., t].ravel(), minlength=B * k) for t in range(d)],
-            axis=-1,
-        ).reshape(B, k, d)
-        C = np.where(counts[..., None] > 0, sums / np.maximum(counts, 1)[..., None], C)
-    labels = _sq_dists(X, C).argmin(-1)  # final assignment in float64
-    return (C[0], labels[0]) if single else (C, labels)
 
 
 def product_quantize(
@@ -130,7 +37,7 @@ def product_quantize(
     subvector_len: int,
     n_centroids: int,
     *,
-    n_iter: int = 25,
+    max_iter: int = 25,
     rng: int | np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Product-quantize a dense weight (out, in) with sub-vectors of ``subvector_len`` columns.
@@ -143,7 +50,7 @@ def product_quantize(
         padded with zeros).
     n_centroids : int
         ``k`` centroids per block, ``k <= out_features``.
-    n_iter : int
+    max_iter : int
         Lloyd iterations.
     rng : int, numpy.random.Generator or None
 
@@ -172,7 +79,7 @@ def product_quantize(
     padded = np.zeros((out, s * d), dtype=np.float64)
     padded[:, :inp] = w
     blocks = padded.reshape(out, s, d).transpose(1, 0, 2)  # (s, out, d)
-    C, labels = kmeans(blocks, k, n_iter=n_iter, rng=rng)
+    C, labels, _ = kmeans(blocks, k, max_iter=max_iter, rng=rng)
     return C.astype(w.dtype), labels.T.astype(np.int32)
 
 

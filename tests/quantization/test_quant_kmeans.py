@@ -297,3 +297,21 @@ def test_kmeans_init_places_the_three_starts_as_deep_compression_describes():
     # the start decides the local optimum: Lloyd from `lin` is what kmeans_1d returns
     c, _, _ = kmeans_1d(x, 5, init=lin)
     assert np.allclose(c, kmeans_1d(x, 5, init="linear")[0])
+
+
+def test_one_kmeans_entry_for_scalars_and_vectors():
+    from refimpl.quantization import KMeansResult, kmeans
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(500)
+    r = kmeans(x, 4)
+    assert isinstance(r, KMeansResult)
+    c, labels, inertia = kmeans_1d(x, 4)
+    np.testing.assert_array_equal(r.centroids, c)
+    assert r.inertia == inertia
+    X = rng.standard_normal((200, 3))
+    v = kmeans(X, 5, rng=0)
+    assert v.centroids.shape == (5, 3) and v.labels.shape == (200,)
+    assert v.inertia == pytest.approx(((X - v.centroids[v.labels]) ** 2).sum())
+    with pytest.raises(ValueError, match="init"):
+        kmeans(X, 5, init="linear")
