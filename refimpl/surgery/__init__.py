@@ -2,7 +2,7 @@
 
 * Unit surgery (:mod:`.units`): remove neurons or filters for real (:func:`remove_units`,
   :func:`shrink`), with their constant outputs folded into the next layer; the masked model that
-  computes the same (:func:`mask_units`); merging similar units (:func:`merge_units`). Each layer
+  computes the same (:func:`mask_units`). Each layer
   declares how its units are sliced (:meth:`refimpl.nn.Layer.slice_units`,
   ``slice_inputs``) and how a constant passes through it, so the surgery switches on no type.
 * Substitution (:mod:`.substitute`): replace one layer by several (:func:`substitute`), as the
@@ -19,7 +19,6 @@ from .units import (
     UnitChain,
     as_keep,
     mask_units,
-    merge_units,
     remove_units,
     shrink,
     unit_chain,
@@ -32,7 +31,6 @@ __all__ = [
     "as_keep",
     "layer_inputs",
     "mask_units",
-    "merge_units",
     "relative_output_error",
     "remove_units",
     "shrink",
