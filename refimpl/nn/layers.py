@@ -702,6 +702,8 @@ def _im2col(
     out: tuple[int, int],
     *,
     batch_last: bool = False,
+    ones_row: bool = False,
+    buffer: np.ndarray | None = None,
 ) -> np.ndarray:
     """Gather the windows of a padded input into columns, shape (C*kH*kW, N*Ho*Wo).
 
@@ -711,14 +713,29 @@ def _im2col(
     columns are ordered (output row, output column, sample): the copy then moves contiguous
     runs of N values, and so does the adjoint :func:`_col2im`. Built from a strided window view
     in one copy, channel-first so that the product with the weight and both backward products
-    are plain BLAS calls on contiguous operands.
+    are plain BLAS calls on contiguous operands. Only with ``batch_last``: ``ones_row`` appends
+    a row of ones (the product with a weight that has the bias as its last column then adds the
+    bias, and the weight gradient's last column is the bias gradient); a ``buffer`` of the right
+    shape and dtype that owns its (C-contiguous, writeable) memory receives the columns (no new
+    allocation: fewer page faults); any other buffer is ignored.
     """
     (kh, kw), (ho, wo) = kernel, out
     if batch_last:
         c, n = xp.shape[0], xp.shape[3]
         win = sliding_window_view(xp, kernel, axis=(1, 2))  # (C, Ho', Wo', N, kH, kW), a view
-        win = win[:, :: stride[0], :: stride[1]][:, :ho, :wo]
-        return win.transpose(0, 4, 5, 1, 2, 3).reshape(c * kh * kw, ho * wo * n)
+        win = win[:, :: stride[0], :: stride[1]][:, :ho, :wo].transpose(0, 4, 5, 1, 2, 3)
+        k = c * kh * kw
+        shape = (k + ones_row, ho * wo * n)
+        if (buffer is None or buffer.shape != shape or buffer.dtype != xp.dtype
+                or buffer.base is not None or not buffer.flags.writeable
+                or not buffer.flags.c_contiguous):  # only an array of our own, never a view
+            if not ones_row:
+                return win.reshape(shape)  # a view when no copy is needed (1x1 kernels)
+            buffer = np.empty(shape, dtype=xp.dtype)
+        np.copyto(buffer[:k].reshape(win.shape), win)
+        if ones_row:
+            buffer[k] = 1
+        return buffer
     n, c = xp.shape[:2]
     win = _windows(xp, kernel, stride)[:, :, :ho, :wo]  # (N, C, Ho, Wo, kH, kW), a view
     return win.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * ho * wo)
@@ -829,18 +846,23 @@ class Conv2d(_WeightBias):
             xp[:, ph : ph + h, pw : pw + w_in] = xt
         else:
             xp = np.ascontiguousarray(xt)
-        # (C_in*kH*kW, Ho*Wo*N), the batch last
-        cols = _im2col(xp, self.kernel_size, self.stride, (ho, wo), batch_last=True)
-        w = self.weight
+        w, b = self.weight, self.bias
         c_out, g = self.out_channels, self.groups
+        fold = g == 1 and b is not None  # the bias as one more column of the product
+        # (C_in*kH*kW [+ 1], Ho*Wo*N), the batch last, into the previous call's columns if they fit
+        previous = getattr(self, "_cache", None)
+        cols = _im2col(xp, self.kernel_size, self.stride, (ho, wo), batch_last=True,
+                       ones_row=fold, buffer=None if previous is None else previous[0])
         if g == 1:
-            y = w.reshape(c_out, -1) @ cols  # (C_out, N*Ho*Wo): one BLAS product
+            w_col = w.reshape(c_out, -1)
+            if fold:
+                w_col = np.concatenate([w_col, b[:, None]], axis=1, dtype=w_col.dtype)
+            y = w_col @ cols  # (C_out, Ho*Wo*N): one BLAS product, bias included
         else:
             y = np.matmul(w.reshape(g, c_out // g, -1), cols.reshape(g, -1, cols.shape[1]))
             y = y.reshape(c_out, -1)
-        b = self.bias
-        if b is not None:
-            y += b[:, None]
+            if b is not None:
+                y += b[:, None]
         self._cache = (cols, w, xp.shape, (n, ho, wo))
         return y.reshape(c_out, ho, wo, n).transpose(3, 0, 1, 2)  # a view, the batch fastest
 
@@ -850,16 +872,25 @@ class Conv2d(_WeightBias):
         dy = grad_out.transpose(1, 2, 3, 0).reshape(c_out, ho * wo * n)  # free if it came from us
         if g == 1:
             w_col = w.reshape(c_out, -1)
-            self._set_grad("weight", (dy @ cols.T).reshape(w.shape))
-            dcols = w_col.T @ dy  # (C_in*kH*kW, N*Ho*Wo)
+            k = w_col.shape[1]
+            dw = dy @ cols.T  # (C_out, K), or (C_out, K + 1) whose last column is the bias's
+            self._set_grad("weight", np.ascontiguousarray(dw[:, :k]).reshape(w.shape))
+            if cols.shape[0] > k:
+                self._set_grad("bias", np.ascontiguousarray(dw[:, k]))
+            # (C_in*kH*kW, Ho*Wo*N), into the previous call's array if it fits (a temporary)
+            buf = getattr(self, "_dcols_buffer", None)
+            if buf is None or buf.shape != (k, cols.shape[1]) or buf.dtype != np.result_type(w, dy):
+                buf = None
+            dcols = np.matmul(w_col.T, dy, out=buf)
+            self._dcols_buffer = dcols
         else:
             cols_g = cols.reshape(g, -1, cols.shape[1])  # (G, K/G, M)
             dy_g = dy.reshape(g, c_out // g, -1)  # (G, C_out/G, M)
             w_g = w.reshape(g, c_out // g, -1)
             self._set_grad("weight", np.matmul(dy_g, cols_g.transpose(0, 2, 1)).reshape(w.shape))
             dcols = np.matmul(w_g.transpose(0, 2, 1), dy_g).reshape(cols.shape)
-        if self.bias is not None:
-            self._set_grad("bias", dy.sum(axis=1))
+            if self.bias is not None:
+                self._set_grad("bias", dy.sum(axis=1))
         dxp = _col2im(dcols, padded_shape, self.kernel_size, self.stride, (ho, wo))
         return _unpad(dxp.transpose(3, 0, 1, 2), self.padding)  # (N, C_in, H, W), a view
 

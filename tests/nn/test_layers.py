@@ -167,6 +167,27 @@ def test_grouped_conv_equals_separate_convs():
         np.testing.assert_allclose(y[:, 3 * g : 3 * g + 3], part(x[:, 2 * g : 2 * g + 2]))
 
 
+def test_conv2d_reuses_its_buffers_safely():
+    """Columns and their gradient are reused between calls (fewer page faults): never stale."""
+    conv = Conv2d(3, 4, 3, padding=1, rng=2).astype(np.float64)
+    calls = [randn(2, 3, 5, 5, seed=s) for s in range(3)] + [randn(3, 3, 4, 6, seed=3)]
+    for x in calls:
+        # the same input in the batch-last layout a convolution returns, and a fresh layer
+        x_batch_last = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+        fresh = Conv2d(3, 4, 3, padding=1, rng=2).astype(np.float64)
+        g = randn(*conv(x).shape, seed=9)
+        results = []
+        for layer, inp in ((conv, x), (conv, x_batch_last), (fresh, x)):
+            y = layer.forward(inp, train=True)
+            dx = layer.backward(g)
+            dx_again = layer.backward(g)  # several backward passes per forward (as OBS does)
+            np.testing.assert_array_equal(dx, dx_again)
+            results.append((y, dx, layer.grads["weight"].copy(), layer.grads["bias"].copy()))
+        for other in results[1:]:
+            for a, b in zip(results[0], other, strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+
+
 def test_pools_hand_computed():
     x = np.array(
         [[1.0, 2.0, 5.0, 0.0], [3.0, 4.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0], [-1.0, 7.0, 2.0, 3.0]]
