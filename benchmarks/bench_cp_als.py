@@ -71,7 +71,7 @@ def main() -> None:
     init = [gen.standard_normal((s, RANK)) for s in SHAPE]
 
     t_ours = time_call(
-        lambda: cp_als(kernel, RANK, n_iter_max=SWEEPS, tol=0, init=init), statistic="median"
+        lambda: cp_als(kernel, RANK, max_iter=SWEEPS, tol=0, init=init), statistic="median"
     )
     t_lstsq = time_call(lambda: lstsq_als(kernel, init, SWEEPS), repeats=3, statistic="median")
     flops = 2 * kernel.ndim * kernel.size * RANK * SWEEPS
@@ -82,7 +82,8 @@ def main() -> None:
         statistic="median",
     )
     start = time.perf_counter()
-    weights, factors, errors = cp_als(kernel, RANK, rng=0, return_errors=True)  # defaults
+    cp = cp_als(kernel, RANK, rng=0)  # defaults
+    weights, factors, errors = cp.weights, cp.factors, cp.errors
     t_default = time.perf_counter() - start
     err = np.linalg.norm(cp_to_tensor(weights, factors) - kernel) / np.linalg.norm(kernel)
 
@@ -106,7 +107,7 @@ def main() -> None:
     )
     print(f"\nMTTKRP arithmetic: {flops / 1e6:.1f} MFLOP in {SWEEPS} sweeps")
     print(
-        f"cp_als with its defaults (n_iter_max=100, tol=1e-8): {len(errors)} sweeps in "
+        f"cp_als with its defaults (max_iter=100, tol=1e-8): {len(errors)} sweeps in "
         f"{t_default * 1e3:.0f} ms, relative error {err:.4f}"
     )
 
@@ -135,11 +136,11 @@ def time_to_tensorly(kernel: np.ndarray, rank: int, label: str) -> None:
             t_tl = time_call(lambda s=seed: parafac(tl.tensor(kernel), rank, init="svd",
                                                     random_state=s), repeats=3)
         e_tl = float(np.linalg.norm(tl.cp_to_tensor(cpt) - kernel) / norm)
-        *_, errors = cp_als(kernel, rank, n_iter_max=CAP, tol=0, rng=seed, return_errors=True)
+        errors = cp_als(kernel, rank, max_iter=CAP, tol=0, rng=seed).errors
         hit = np.flatnonzero(np.asarray(errors) <= e_tl * (1 + 1e-12))
         if hit.size:
             k = int(hit[0]) + 1
-            t_ours = time_call(lambda s=seed, k=k: cp_als(kernel, rank, n_iter_max=k, tol=0,
+            t_ours = time_call(lambda s=seed, k=k: cp_als(kernel, rank, max_iter=k, tol=0,
                                                           rng=s), repeats=3)
         else:
             k, t_ours = None, float("inf")
