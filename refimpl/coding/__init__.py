@@ -29,6 +29,7 @@ from .huffman import (
     huffman_code_lengths,
     huffman_decode,
     huffman_encode,
+    max_block_size,
 )
 from .sparse import RelativeCSR, count_fillers, decode_relative_csr, encode_relative_csr
 
@@ -53,5 +54,6 @@ __all__ = [
     "huffman_encode",
     "load_compressed",
     "loads_compressed",
+    "max_block_size",
     "save_compressed",
 ]
