@@ -16,6 +16,7 @@ from .magnitude import *  # noqa: F401,F403
 from .neuron_criteria import *  # noqa: F401,F403
 from .obd import *  # noqa: F401,F403
 from .obs import *  # noqa: F401,F403
+from .one_shot import *  # noqa: F401,F403
 from .schedule import *  # noqa: F401,F403
 from .selection import *  # noqa: F401,F403
 from .sparse_evolution import *  # noqa: F401,F403
