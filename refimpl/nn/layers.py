@@ -17,7 +17,8 @@ book walks through the dense layer and the convolution.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -47,6 +48,60 @@ def _pair(value: int | tuple[int, int], name: str, minimum: int) -> tuple[int, i
     if min(pair) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
     return pair
+
+
+def _checked_forward(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a layer's ``forward`` to remember the shape of its output, which ``backward``
+    checks its ``grad_out`` against (see :func:`_checked_backward`)."""
+
+    @functools.wraps(fn)
+    def forward(self: Layer, x: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.__dict__.get("_in_forward"):  # an overriding forward calling super().forward
+            return fn(self, x, *args, **kwargs)
+        self._in_forward = True
+        try:
+            y = fn(self, x, *args, **kwargs)
+        finally:
+            self._in_forward = False
+        self._out_shape = y.shape if isinstance(y, np.ndarray) else None
+        return y
+
+    forward._checked = True  # type: ignore[attr-defined]
+    return forward
+
+
+def _checked_backward(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a layer's ``backward`` so that every layer refuses, naming the argument, a
+    backward pass before any forward pass and a ``grad_out`` that is not a floating-point
+    array of the shape the last forward pass returned (NumPy would broadcast a (1, 5)
+    gradient over a (4, 5) output without a word, or fail deep inside a product)."""
+
+    @functools.wraps(fn)
+    def backward(self: Layer, grad_out: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.__dict__.get("_in_backward"):  # an overriding backward calling super()
+            return fn(self, grad_out, *args, **kwargs)
+        name = type(self).__name__
+        if "_out_shape" not in self.__dict__:
+            raise ValueError(f"{name}.backward: no forward pass to differentiate; call "
+                             "forward(x) first")  # fmt: skip
+        if not isinstance(grad_out, np.ndarray):
+            raise TypeError(f"{name}.backward: grad_out must be a numpy.ndarray, got "
+                            f"{type(grad_out).__name__}")  # fmt: skip
+        if not np.issubdtype(grad_out.dtype, np.floating):
+            raise TypeError(f"{name}.backward: grad_out must be a floating-point array, got "
+                            f"dtype {grad_out.dtype}")  # fmt: skip
+        shape = self._out_shape
+        if shape is not None and grad_out.shape != shape:
+            raise ValueError(f"{name}.backward: grad_out must have shape {shape} (the output "
+                             f"of the last forward pass), got {grad_out.shape}")  # fmt: skip
+        self._in_backward = True
+        try:
+            return fn(self, grad_out, *args, **kwargs)
+        finally:
+            self._in_backward = False
+
+    backward._checked = True  # type: ignore[attr-defined]
+    return backward
 
 
 def _check_input(x: np.ndarray, ndim: int, layer: str, what: str) -> np.ndarray:
@@ -85,6 +140,11 @@ class Layer:
         raise NotImplementedError
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """Gradient w.r.t. the input of the last :meth:`forward`, from ``grad_out``, the
+        gradient w.r.t. its output. Every subclass's ``backward`` is wrapped (in
+        ``__init_subclass__``) to refuse a call before any forward pass and a ``grad_out`` that
+        is not a floating-point array of the last output's shape (``ValueError``/
+        ``TypeError`` naming ``grad_out``), so no layer repeats these checks."""
         raise NotImplementedError
 
     def __call__(self, x: np.ndarray, train: bool = False) -> np.ndarray:
@@ -334,6 +394,10 @@ class Layer:
         super().__init_subclass__(**kwargs)
         if not cls.__name__.startswith("_"):
             Layer.registry[cls.__name__] = cls
+        for attr, wrap in (("forward", _checked_forward), ("backward", _checked_backward)):
+            fn = cls.__dict__.get(attr)
+            if callable(fn) and not getattr(fn, "_checked", False):
+                setattr(cls, attr, wrap(fn))
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments, in JSON types, that rebuild this layer's architecture.
@@ -987,8 +1051,11 @@ class _Pool2d(Layer):
         self.kernel_size = _pair(kernel_size, "kernel_size", 1)
         self.stride = self.kernel_size if stride is None else _pair(stride, "stride", 1)
         self.padding = _pair(padding, "padding", 0)
-        if 2 * max(self.padding) > max(self.kernel_size):
-            raise ValueError("padding must be at most half the kernel size")
+        if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size, strict=True)):
+            raise ValueError(
+                f"padding must be at most half the kernel size along each axis (as PyTorch "
+                f"requires), got padding={self.padding} for kernel_size={self.kernel_size}"
+            )
 
     def output_shape(self, h: int, w: int) -> tuple[int, int]:
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
@@ -1099,10 +1166,15 @@ class AvgPool2d(_Pool2d):
 
 
 class ReLU(Layer):
-    """``y = max(x, 0)``; the gradient passes where ``x > 0``."""
+    """``y = max(x, 0)``; the gradient passes where ``x > 0``.
+
+    NaN propagates as in PyTorch: ``relu(nan)`` is NaN (and passes its gradient, as
+    ``torch``'s ``threshold_backward`` does), so a NaN input shows up in the loss instead of
+    being silently zeroed.
+    """
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
-        self._mask = x > 0
+        self._mask = np.logical_not(x <= 0)  # x > 0, or NaN
         return np.where(self._mask, x, 0).astype(x.dtype, copy=False)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
@@ -1178,6 +1250,10 @@ class Flatten(Layer):
     """Reshape ``(N, d1, d2, ...)`` to ``(N, d1*d2*...)`` in C order, as ``torch.flatten(x, 1)``."""
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"Flatten expects a numpy.ndarray input, got {type(x).__name__}")
+        if x.ndim < 1:
+            raise ValueError(f"Flatten expects input of shape (N, ...), got shape {x.shape}")
         self._shape = x.shape
         return x.reshape(x.shape[0], -1)
 
@@ -1243,11 +1319,8 @@ class _BatchNorm(Layer):
     def __init__(self, num_features: int, *, eps: float = 1e-5, momentum: float = 0.1) -> None:
         super().__init__()
         self.num_features = _check_pos_int(num_features, "num_features")
-        if not eps > 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
-        self.eps, self.momentum = float(eps), float(momentum)
+        self.eps = check_float(eps, "eps", 0.0, open_low=True)
+        self.momentum = check_float(momentum, "momentum", 0.0, 1.0)
         self.params["weight"] = np.ones(num_features, dtype=np.float32)
         self.params["bias"] = np.zeros(num_features, dtype=np.float32)
         self.buffers["running_mean"] = np.zeros(num_features, dtype=np.float32)
