@@ -9,6 +9,8 @@
   (Lebedev et al. 2015).
 * :func:`partial_tucker` and :func:`tucker2_decompose_conv`: a convolution into 1x1, core, 1x1
   (Kim et al. 2016).
+* :func:`activation_aware_factorize`: the SVD of :math:`W L` (:math:`L L^T = X X^T`), which keeps
+  a dense layer's outputs on calibration data rather than its weights.
 
 Every factorization returns ordinary :class:`refimpl.nn.Linear` / :class:`refimpl.nn.Conv2d`
 layers, so the cost model counts them and :func:`refimpl.nn.fit` fine-tunes them;
@@ -18,6 +20,12 @@ factorization".
 """
 
 from ..surgery.substitute import layer_inputs, relative_output_error, substitute
+from .activation_aware import (
+    ActivationAwareSVD,
+    activation_aware_compress,
+    activation_aware_factorize,
+    activation_aware_svd,
+)
 from .cp import (
     CPTensor,
     cp_als,
@@ -68,4 +76,8 @@ __all__ = [
     "unfold",
     "weight_spectrum",
     "window_moments",
+    "activation_aware_compress",
+    "activation_aware_factorize",
+    "activation_aware_svd",
+    "ActivationAwareSVD",
 ]
