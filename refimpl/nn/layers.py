@@ -775,12 +775,12 @@ def _im2col(
     (C_out, C_in*kH*kW) is. By default ``xp`` is (N, C, Hp, Wp) and the columns are ordered
     (sample, output row, output column). With ``batch_last``, ``xp`` is (C, Hp, Wp, N) and the
     columns are ordered (output row, output column, sample): the copy then moves contiguous
-    runs of N values, and so does the adjoint :func:`_col2im`. Built from a strided window view
-    in one copy, channel-first so that the product with the weight and both backward products
-    are plain BLAS calls on contiguous operands. Only with ``batch_last``: ``ones_row`` appends
-    a row of ones (the product with a weight that has the bias as its last column then adds the
-    bias, and the weight gradient's last column is the bias gradient); a ``buffer`` of the right
-    shape and dtype that owns its (C-contiguous, writeable) memory receives the columns (no new
+    runs of N values instead of Wo (the adjoint :func:`_col2im` likewise). Built from a strided
+    window view in one copy, channel-first so that the product with the weight and both
+    backward products are plain BLAS calls on contiguous operands. ``ones_row`` appends a row
+    of ones (a weight with the bias as its last column then adds the bias in the product, and
+    the weight gradient's last column is the bias gradient). A ``buffer`` of the right shape
+    and dtype that owns its (C-contiguous, writeable) memory receives the columns (no new
     allocation: fewer page faults); any other buffer is ignored.
     """
     (kh, kw), (ho, wo) = kernel, out
@@ -788,21 +788,22 @@ def _im2col(
         c, n = xp.shape[0], xp.shape[3]
         win = sliding_window_view(xp, kernel, axis=(1, 2))  # (C, Ho', Wo', N, kH, kW), a view
         win = win[:, :: stride[0], :: stride[1]][:, :ho, :wo].transpose(0, 4, 5, 1, 2, 3)
-        k = c * kh * kw
-        shape = (k + ones_row, ho * wo * n)
-        if (buffer is None or buffer.shape != shape or buffer.dtype != xp.dtype
-                or buffer.base is not None or not buffer.flags.writeable
-                or not buffer.flags.c_contiguous):  # only an array of our own, never a view
-            if not ones_row:
-                return win.reshape(shape)  # a view when no copy is needed (1x1 kernels)
-            buffer = np.empty(shape, dtype=xp.dtype)
-        np.copyto(buffer[:k].reshape(win.shape), win)
-        if ones_row:
-            buffer[k] = 1
-        return buffer
-    n, c = xp.shape[:2]
-    win = _windows(xp, kernel, stride)[:, :, :ho, :wo]  # (N, C, Ho, Wo, kH, kW), a view
-    return win.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * ho * wo)
+    else:
+        n, c = xp.shape[:2]
+        win = _windows(xp, kernel, stride)[:, :, :ho, :wo]  # (N, C, Ho, Wo, kH, kW), a view
+        win = win.transpose(1, 4, 5, 0, 2, 3)
+    k = c * kh * kw
+    shape = (k + ones_row, n * ho * wo)
+    if (buffer is None or buffer.shape != shape or buffer.dtype != xp.dtype
+            or buffer.base is not None or not buffer.flags.writeable
+            or not buffer.flags.c_contiguous):  # only an array of our own, never a view
+        if not ones_row:
+            return win.reshape(shape)  # a view when no copy is needed (1x1 kernels)
+        buffer = np.empty(shape, dtype=xp.dtype)
+    np.copyto(buffer[:k].reshape(win.shape), win)
+    if ones_row:
+        buffer[k] = 1
+    return buffer
 
 
 def _col2im(
@@ -811,23 +812,35 @@ def _col2im(
     kernel: tuple[int, int],
     stride: tuple[int, int],
     out: tuple[int, int],
+    *,
+    batch_last: bool = False,
 ) -> np.ndarray:
-    """Adjoint of :func:`_im2col` with ``batch_last``: add column gradients onto the input.
+    """Adjoint of :func:`_im2col`: add column gradients (C*kH*kW, N*Ho*Wo) onto the input.
 
-    ``cols`` is (C*kH*kW, Ho*Wo*N) and the result (C, Hp, Wp, N) = ``padded_shape``. The
-    accumulator keeps the batch last, so each of the kH*kW strided additions moves contiguous
-    runs of N values (with the batch second, the runs were only Wo long: 1.7x slower for
-    LeNet-5's conv2).
+    ``padded_shape`` is (N, C, Hp, Wp), and so is the result (a view of a channel-first
+    accumulator); with ``batch_last`` the columns are in that order and ``padded_shape`` and
+    the result are (C, Hp, Wp, N). Each of the kH*kW strided additions moves contiguous runs of
+    Wo values, or of N with ``batch_last`` (4x faster for LeNet-5's conv2, whose rows are 8
+    long).
     """
-    c, _, _, n = padded_shape
     (kh, kw), (ho, wo) = kernel, out
-    blocks = cols.reshape(c, kh, kw, ho, wo, n)
     sh, sw = stride
-    dx = np.zeros(padded_shape, dtype=cols.dtype)
+    if batch_last:
+        c, _, _, n = padded_shape
+        blocks = cols.reshape(c, kh, kw, ho, wo, n)
+        dx = np.zeros(padded_shape, dtype=cols.dtype)
+    else:
+        n, c = padded_shape[:2]
+        blocks = cols.reshape(c, kh, kw, n, ho, wo)
+        dx = np.zeros((c, n, *padded_shape[2:]), dtype=cols.dtype)  # channel-first
+    spatial = (1, 2) if batch_last else (2, 3)
     for i in range(kh):  # loops over kernel offsets only, never over pixels or samples
         for j in range(kw):
-            dx[:, i : i + sh * ho : sh, j : j + sw * wo : sw] += blocks[:, i, j]
-    return dx
+            index = [slice(None)] * 4
+            index[spatial[0]] = slice(i, i + sh * ho, sh)
+            index[spatial[1]] = slice(j, j + sw * wo, sw)
+            dx[tuple(index)] += blocks[:, i, j]
+    return dx if batch_last else dx.transpose(1, 0, 2, 3)
 
 
 class Conv2d(_WeightBias):
@@ -903,37 +916,47 @@ class Conv2d(_WeightBias):
         n, c, h, w_in = x.shape
         ho, wo = self.output_shape(h, w_in)
         ph, pw = self.padding
-        # the input channel-first and batch-last, (C, Hp, Wp, N): free if it came from us
-        xt = x.transpose(1, 2, 3, 0)
-        if ph or pw:
-            xp = np.zeros((c, h + 2 * ph, w_in + 2 * pw, n), dtype=x.dtype)
-            xp[:, ph : ph + h, pw : pw + w_in] = xt
+        # Columns with the batch last when output rows are shorter than a cache line (or
+        # strided): im2col and col2im then move runs of N values, not of Wo (4x faster for
+        # LeNet-5's conv2). Otherwise the batch first, whose output the next layers read faster.
+        batch_last = self.stride[1] > 1 or wo * x.dtype.itemsize < 64
+        if batch_last:  # the input as (C, Hp, Wp, N): free if it came from such a layer
+            xt = x.transpose(1, 2, 3, 0)
+            if ph or pw:
+                xp = np.zeros((c, h + 2 * ph, w_in + 2 * pw, n), dtype=x.dtype)
+                xp[:, ph : ph + h, pw : pw + w_in] = xt
+            else:
+                xp = np.ascontiguousarray(xt)
         else:
-            xp = np.ascontiguousarray(xt)
+            xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
         w, b = self.weight, self.bias
         c_out, g = self.out_channels, self.groups
         fold = g == 1 and b is not None  # the bias as one more column of the product
-        # (C_in*kH*kW [+ 1], Ho*Wo*N), the batch last, into the previous call's columns if they fit
+        # (C_in*kH*kW [+ 1], N*Ho*Wo), into the previous call's columns if they fit
         previous = getattr(self, "_cache", None)
-        cols = _im2col(xp, self.kernel_size, self.stride, (ho, wo), batch_last=True,
+        cols = _im2col(xp, self.kernel_size, self.stride, (ho, wo), batch_last=batch_last,
                        ones_row=fold, buffer=None if previous is None else previous[0])
         if g == 1:
             w_col = w.reshape(c_out, -1)
             if fold:
                 w_col = np.concatenate([w_col, b[:, None]], axis=1, dtype=w_col.dtype)
-            y = w_col @ cols  # (C_out, Ho*Wo*N): one BLAS product, bias included
+            y = w_col @ cols  # (C_out, N*Ho*Wo): one BLAS product, bias included
         else:
             y = np.matmul(w.reshape(g, c_out // g, -1), cols.reshape(g, -1, cols.shape[1]))
             y = y.reshape(c_out, -1)
             if b is not None:
                 y += b[:, None]
-        self._cache = (cols, w, xp.shape, (n, ho, wo))
-        return y.reshape(c_out, ho, wo, n).transpose(3, 0, 1, 2)  # a view, the batch fastest
+        self._cache = (cols, w, xp.shape, (n, ho, wo), batch_last)
+        if batch_last:
+            return y.reshape(c_out, ho, wo, n).transpose(3, 0, 1, 2)  # a view
+        return y.reshape(c_out, n, ho, wo).transpose(1, 0, 2, 3)  # a view
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        cols, w, padded_shape, (n, ho, wo) = self._cache
+        cols, w, padded_shape, (n, ho, wo), batch_last = self._cache
         c_out, g = self.out_channels, self.groups
-        dy = grad_out.transpose(1, 2, 3, 0).reshape(c_out, ho * wo * n)  # free if it came from us
+        # the gradient in the columns' order: free if it came from us
+        order = (1, 2, 3, 0) if batch_last else (1, 0, 2, 3)
+        dy = grad_out.transpose(order).reshape(c_out, n * ho * wo)
         if g == 1:
             w_col = w.reshape(c_out, -1)
             k = w_col.shape[1]
@@ -941,7 +964,7 @@ class Conv2d(_WeightBias):
             self._set_grad("weight", np.ascontiguousarray(dw[:, :k]).reshape(w.shape))
             if cols.shape[0] > k:
                 self._set_grad("bias", np.ascontiguousarray(dw[:, k]))
-            # (C_in*kH*kW, Ho*Wo*N), into the previous call's array if it fits (a temporary)
+            # (C_in*kH*kW, N*Ho*Wo), into the previous call's array if it fits (a temporary)
             buf = getattr(self, "_dcols_buffer", None)
             if buf is None or buf.shape != (k, cols.shape[1]) or buf.dtype != np.result_type(w, dy):
                 buf = None
@@ -955,8 +978,11 @@ class Conv2d(_WeightBias):
             dcols = np.matmul(w_g.transpose(0, 2, 1), dy_g).reshape(cols.shape)
             if self.bias is not None:
                 self._set_grad("bias", dy.sum(axis=1))
-        dxp = _col2im(dcols, padded_shape, self.kernel_size, self.stride, (ho, wo))
-        return _unpad(dxp.transpose(3, 0, 1, 2), self.padding)  # (N, C_in, H, W), a view
+        dxp = _col2im(dcols, padded_shape, self.kernel_size, self.stride, (ho, wo),
+                      batch_last=batch_last)
+        if batch_last:
+            dxp = dxp.transpose(3, 0, 1, 2)
+        return _unpad(dxp, self.padding)  # (N, C_in, H, W), a view
 
     prefix = "conv"
 

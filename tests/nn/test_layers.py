@@ -168,9 +168,12 @@ def test_grouped_conv_equals_separate_convs():
 
 
 def test_conv2d_reuses_its_buffers_safely():
-    """Columns and their gradient are reused between calls (fewer page faults): never stale."""
+    """Columns and their gradient are reused between calls (fewer page faults): never stale,
+    in either column order, for either input layout."""
     conv = Conv2d(3, 4, 3, padding=1, rng=2).astype(np.float64)
+    # short output rows take the batch-last columns, long ones (20 float64) the batch-first
     calls = [randn(2, 3, 5, 5, seed=s) for s in range(3)] + [randn(3, 3, 4, 6, seed=3)]
+    calls += [randn(2, 3, 4, 20, seed=4), randn(2, 3, 4, 20, seed=5), randn(2, 3, 5, 5, seed=6)]
     for x in calls:
         # the same input in the batch-last layout a convolution returns, and a fresh layer
         x_batch_last = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
