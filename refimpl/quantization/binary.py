@@ -49,7 +49,8 @@ def binarize(
 ) -> np.ndarray:
     """``+1``/``-1`` of ``x`` (shape and dtype kept).
 
-    Deterministic: ``+1`` where ``x >= 0`` (``sign`` with ``sign(0) = +1``). Stochastic:
+    Deterministic: ``+1`` where ``x >= 0`` (``sign`` with ``sign(0) = +1``); NaN stays NaN,
+    so a NaN activation reaches the loss instead of becoming ``-1``. Stochastic:
     ``+1`` with probability ``hard_sigmoid(x) = clip((x + 1) / 2, 0, 1)`` [1]_ (eq. 3), so that
     ``E[binarize(x)] = clip(x, -1, 1)``.
     """
@@ -61,7 +62,11 @@ def binarize(
         bits = np.random.default_rng(rng).random(x.shape) < p
     else:
         bits = x >= 0
-    return np.where(bits, 1, -1).astype(x.dtype)
+    out = np.where(bits, 1, -1).astype(x.dtype)
+    nan = np.isnan(x)
+    if nan.any():  # NaN stays NaN (as torch.sign), so it reaches the loss
+        out[nan] = np.nan
+    return out
 
 
 def glorot_scale(shape: tuple[int, ...]) -> float:

@@ -38,7 +38,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from ..nn.parametrize import Arrays, Deployed, Parametrization
-from ..validation import as_generator, check_int
+from ..validation import as_generator, check_array, check_int
 
 __all__ = [
     "KMeansResult",
@@ -703,11 +703,8 @@ class SharedWeights(Parametrization):
     file_name = "shared"
 
     def __init__(self, codebook: np.ndarray, indices: np.ndarray) -> None:
-        codebook = np.asarray(codebook)
-        if codebook.ndim != 1 or codebook.size < 1:
-            raise ValueError(f"codebook must be a non-empty 1-D array, got shape {codebook.shape}")
-        if not np.issubdtype(codebook.dtype, np.floating):
-            raise TypeError(f"codebook must be floating point, got dtype {codebook.dtype}")
+        # a non-empty 1-D float array of finite values: a NaN centroid is never a valid weight
+        codebook = check_array(codebook, "codebook", ndim=1, kind="float")
         self.codebook = codebook.copy()
         self.indices = _check_indices(indices, codebook.size).astype(np.int32)
 
@@ -734,7 +731,10 @@ class SharedWeights(Parametrization):
             raise ValueError(
                 f"indices have shape {self.indices.shape} but the weight has shape {x.shape}"
             )
-        return {"codebook": self.codebook.astype(x.dtype)}, {"indices": self.indices.copy()}
+        with np.errstate(over="ignore"):  # an overflow is reported just below
+            codebook = self.codebook.astype(x.dtype)
+        check_array(codebook, f"codebook (as {x.dtype}, the weight's dtype)", ndim=1)
+        return {"codebook": codebook}, {"indices": self.indices.copy()}
 
     def materialize(self, x: np.ndarray, params: Arrays, buffers: Arrays) -> np.ndarray:
         return shared_weight(params["codebook"], buffers["indices"])

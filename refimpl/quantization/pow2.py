@@ -210,7 +210,8 @@ def pow2_round(x: np.ndarray, *, min_exp: int = -8, max_exp: int = 0) -> np.ndar
     -----
     :math:`e = \\mathrm{round}(\\log_2 |x|)` clipped to the range; values below
     :math:`2^{e_{min} - 1}` in magnitude become 0 ([2]_, sec. 3.2 quantizes the layer inputs this
-    way so that the products of backpropagation become shifts).
+    way so that the products of backpropagation become shifts). NaN stays NaN, infinities
+    saturate at :math:`\\pm 2^{e_{max}}`.
     """
     min_exp = check_int(min_exp, "min_exp", -126, 126)
     max_exp = check_int(max_exp, "max_exp", min_exp, 127)
@@ -220,7 +221,8 @@ def pow2_round(x: np.ndarray, *, min_exp: int = -8, max_exp: int = 0) -> np.ndar
     a = np.abs(x.astype(np.float64))
     with np.errstate(divide="ignore"):
         e = np.clip(np.round(np.log2(a)), min_exp, max_exp)
-    return np.where(a >= 2.0 ** (min_exp - 1), np.sign(x) * 2.0**e, 0.0).astype(x.dtype)
+    keep = np.logical_not(a < 2.0 ** (min_exp - 1))  # NaN stays NaN (sign(nan) * 2^nan)
+    return np.where(keep, np.sign(x) * 2.0**e, 0.0).astype(x.dtype)
 
 
 def pow2_decompose(x: np.ndarray, *, min_exp: int) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from ..nn.parametrize import Arrays, Deployed, Parametrization
-from ..validation import check_int
+from ..validation import check_array, check_int
 from .kmeans import kmeans
 
 __all__ = [
@@ -136,6 +136,7 @@ class ProductQuantized(Parametrization):
         codebooks, codes = np.asarray(codebooks), np.asarray(codes)
         if codebooks.ndim != 3:
             raise ValueError(f"codebooks must have shape (s, k, d), got {codebooks.shape}")
+        check_array(codebooks, "codebooks", kind="float")  # finite: NaN is never a weight
         if codes.ndim != 2 or codes.shape[1] != codebooks.shape[0]:
             raise ValueError(
                 f"codes must have shape (out, {codebooks.shape[0]}), got {codes.shape}"

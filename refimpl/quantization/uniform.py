@@ -30,7 +30,7 @@ import numpy as np
 from ..cost import LayerCost
 from ..nn.layers import Layer, Linear
 from ..nn.parametrize import Arrays, Deployed, Parametrization
-from ..validation import check_int
+from ..validation import check_float, check_int
 
 __all__ = [
     "FakeQuantize",
@@ -98,6 +98,8 @@ def qparams(
 
     Notes
     -----
+    The range is taken from the finite values of ``x``: NaN and infinities are ignored (an
+    activation batch can hold them; one NaN used to make the scale 1 and round everything).
     Symmetric: :math:`s = \\max|x| / q_{max}`, :math:`z = 0`. Asymmetric: with
     :math:`a = \\min(x, 0)`, :math:`b = \\max(x, 0)`, :math:`s = (b - a) / (2^b - 1)` and
     :math:`z = \\mathrm{round}(-a / s)`. A constant zero tensor gets ``scale = 1``.
@@ -108,6 +110,9 @@ def qparams(
     axes = _reduce_axes(x.ndim, axis)
     qmin, qmax = qrange(bits, symmetric)
     x64 = x.astype(np.float64)
+    finite = np.isfinite(x64)
+    if not finite.all():  # the range of the finite values (0 lies in every range anyway)
+        x64 = np.where(finite, x64, 0.0)
     if symmetric:
         amax = np.max(np.abs(x64), axis=axes, keepdims=axes is not None)
         scale = amax / qmax
@@ -140,10 +145,19 @@ def quantize(
     Returns
     -------
     q : ndarray of int8/int16 (signed) or uint8/uint16 (unsigned), shape of ``x``
-        Rounding is to nearest, halves to even (``numpy.round``).
+        Rounding is to nearest, halves to even (``numpy.round``); values beyond the range
+        (infinities included) saturate at ``q_min`` or ``q_max``.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` holds NaN: no integer code stands for it (:func:`fake_quantize` keeps NaN).
     """
     qmin, qmax = qrange(bits, symmetric)
-    q = np.clip(np.round(np.asarray(x, dtype=np.float64) / scale) + zero_point, qmin, qmax)
+    x64 = np.asarray(x, dtype=np.float64)
+    if np.isnan(x64).any():
+        raise ValueError("x holds NaN, which no integer code represents")
+    q = np.clip(np.round(x64 / scale) + zero_point, qmin, qmax)
     if symmetric:
         dtype = np.int8 if bits <= 8 else np.int16
     else:
@@ -170,12 +184,29 @@ def fake_quantize(
     Returns
     -------
     ndarray, shape and dtype of ``x``
-        Every entry lies on the grid ``scale * (k - zero_point)`` and, since the range covers
-        ``x``, is at most ``scale / 2`` from the original.
+        Every finite entry lies on the grid ``scale * (k - zero_point)`` and, since the range
+        covers ``x``, is at most ``scale / 2`` from the original.
+
+    Notes
+    -----
+    Activations can hold NaN or infinities in normal use (a diverging run, a NaN input), so
+    they are handled, not refused: the range comes from the finite values, NaN stays NaN
+    (as ``torch.fake_quantize_per_tensor_affine`` gives), and ``+inf``/``-inf`` saturate at
+    the ends of the grid. ``fake_quantize([1, -2, nan, 0.5])`` is ``[1, -2, nan, 0.5]``, not
+    ``[1, -2, 0, 0]`` (one NaN used to make the scale 1).
     """
-    scale, zero = qparams(x, bits, axis=axis, symmetric=symmetric)
-    q = quantize(x, scale, zero, bits, symmetric=symmetric)
-    return dequantize(q, scale, zero).astype(x.dtype)
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"x must be a floating-point array, got dtype {x.dtype}")
+    nan = np.isnan(x)
+    has_nan = bool(nan.any())
+    xs = np.where(nan, 0, x) if has_nan else x
+    scale, zero = qparams(xs, bits, axis=axis, symmetric=symmetric)
+    q = quantize(xs, scale, zero, bits, symmetric=symmetric)
+    out = dequantize(q, scale, zero).astype(x.dtype)
+    if has_nan:
+        out[nan] = np.nan
+    return out
 
 
 class UniformQuant(Parametrization):
@@ -284,15 +315,15 @@ class FakeQuantize(Layer):
     :math:`y = s (\\mathrm{clip}(\\mathrm{round}(x/s) + z, q_{min}, q_{max}) - z)`. Backward,
     the clipped straight-through estimator: :math:`\\partial y / \\partial x := 1` inside the
     representable range and 0 outside it. ``scale_and_zero_point()`` gives the integer path's
-    parameters. See chapter 5 of the book, "Quantizing activations".
+    parameters. NaN and infinities in a batch are left out of its range (they would make the
+    running range NaN for good); NaN passes through as NaN, infinities saturate, and neither
+    passes a gradient. See chapter 5 of the book, "Quantizing activations".
     """
 
     def __init__(self, bits: int = 8, *, momentum: float = 0.1, symmetric: bool = False) -> None:
         super().__init__()
         self.bits = _check_bits(bits)
-        if not 0 < float(momentum) <= 1:
-            raise ValueError(f"momentum must lie in (0, 1], got {momentum}")
-        self.momentum = float(momentum)
+        self.momentum = check_float(momentum, "momentum", 0.0, 1.0, open_low=True)
         self.symmetric = bool(symmetric)
         self.buffers["min_val"] = np.zeros((), dtype=np.float32)
         self.buffers["max_val"] = np.zeros((), dtype=np.float32)
@@ -310,7 +341,10 @@ class FakeQuantize(Layer):
         if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
             raise TypeError("FakeQuantize expects a floating-point numpy.ndarray input")
         if train or not float(self.buffers["initialized"]):
-            lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+            finite = np.isfinite(x)  # the range of the finite values: NaN stays NaN below
+            xs = x if finite.all() else x[finite]
+            lo = min(float(xs.min(initial=0.0)), 0.0)
+            hi = max(float(xs.max(initial=0.0)), 0.0)
             if float(self.buffers["initialized"]):
                 m = self.momentum
                 lo = (1 - m) * float(self.buffers["min_val"]) + m * lo

@@ -157,3 +157,8 @@ def test_bad_inputs():
         xnor_scale(np.ones(3))
     with pytest.raises(ValueError, match="dimensions"):
         glorot_scale((3,))
+
+
+def test_binarize_keeps_nan():
+    y = binarize(np.array([1.0, -2.0, np.nan, 0.0], dtype=np.float32))
+    assert y.dtype == np.float32 and np.isnan(y[2]) and y[[0, 1, 3]].tolist() == [1, -1, 1]

@@ -315,3 +315,16 @@ def test_one_kmeans_entry_for_scalars_and_vectors():
     assert v.inertia == pytest.approx(((X - v.centroids[v.labels]) ** 2).sum())
     with pytest.raises(ValueError, match="init"):
         kmeans(X, 5, init="linear")
+
+
+def test_shared_weights_refuse_a_non_finite_codebook():
+    idx = np.zeros((3, 4), dtype=np.int32)
+    for bad in ([0.1, np.nan], [np.inf, 0.2]):
+        with pytest.raises(ValueError, match="codebook holds NaN or infinite"):
+            SharedWeights(np.array(bad), idx)
+    with pytest.raises(TypeError, match="codebook must be a float"):
+        SharedWeights(np.array([1, 2]), idx)
+    layer = Linear(4, 3, rng=0)  # float32: a float64 centroid of 1e300 would become inf
+    with pytest.raises(ValueError, match="codebook.*float32.*NaN or infinite"):
+        layer.parametrize("weight", SharedWeights(np.array([0.1, 1e300]), idx))
+    assert "weight" not in layer.parametrizations

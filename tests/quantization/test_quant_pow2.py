@@ -176,3 +176,8 @@ def test_bad_inputs():
         shift_matmul(np.ones((2, 2)), np.ones((2, 2), int), np.ones((2, 2), int))
     with pytest.raises(ValueError, match="shift"):
         shift_matmul(np.ones((2, 2), int), np.ones((2, 2), int), -np.ones((2, 2), int))
+
+
+def test_pow2_round_keeps_nan_and_saturates_infinities():
+    y = pow2_round(np.array([np.nan, np.inf, -np.inf, 0.3, 1e-9]), min_exp=-4, max_exp=1)
+    assert np.isnan(y[0]) and y[1:].tolist() == [2.0, -2.0, 0.25, 0.0]
