@@ -50,7 +50,8 @@ def binarize(
     """``+1``/``-1`` of ``x`` (shape and dtype kept).
 
     Deterministic: ``+1`` where ``x >= 0`` (``sign`` with ``sign(0) = +1``); NaN stays NaN,
-    so a NaN activation reaches the loss instead of becoming ``-1``. Stochastic:
+    so a NaN activation reaches the loss instead of becoming ``-1`` (``torch.sign`` gives 0).
+    Stochastic:
     ``+1`` with probability ``hard_sigmoid(x) = clip((x + 1) / 2, 0, 1)`` [1]_ (eq. 3), so that
     ``E[binarize(x)] = clip(x, -1, 1)``.
     """
@@ -64,7 +65,7 @@ def binarize(
         bits = x >= 0
     out = np.where(bits, 1, -1).astype(x.dtype)
     nan = np.isnan(x)
-    if nan.any():  # NaN stays NaN (as torch.sign), so it reaches the loss
+    if nan.any():  # NaN stays NaN (torch.sign gives 0), so it reaches the loss
         out[nan] = np.nan
     return out
 

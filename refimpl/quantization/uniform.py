@@ -191,9 +191,10 @@ def fake_quantize(
     -----
     Activations can hold NaN or infinities in normal use (a diverging run, a NaN input), so
     they are handled, not refused: the range comes from the finite values, NaN stays NaN
-    (as ``torch.fake_quantize_per_tensor_affine`` gives), and ``+inf``/``-inf`` saturate at
-    the ends of the grid. ``fake_quantize([1, -2, nan, 0.5])`` is ``[1, -2, nan, 0.5]``, not
-    ``[1, -2, 0, 0]`` (one NaN used to make the scale 1).
+    (so that :func:`~refimpl.nn.fit` notices it in the loss; departure from
+    ``torch.fake_quantize_per_tensor_affine``, which maps NaN to ``q_min`` without a word), and
+    ``+inf``/``-inf`` saturate at the ends of the grid. ``fake_quantize([1, -2, nan, 0.5])``
+    is about ``[1, -2, nan, 0.5]``, not ``[1, -2, 0, 0]`` (one NaN used to make the scale 1).
     """
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.floating):
