@@ -484,7 +484,8 @@ def gptq_quantize(
     group_size : int, optional
         One grid per ``group_size`` consecutive columns (in processing order), computed when the
         sweep reaches the group's first column, from the weights as updated so far (GPTQ's
-        default). Default: one grid per row, from the original weights.
+        default). Default (and any ``group_size >= d_col``): one grid per row, from the original
+        weights.
     symmetric : bool
         Symmetric grid instead of the affine default.
     act_order : bool
