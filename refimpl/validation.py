@@ -20,6 +20,7 @@ __all__ = [
     "check_array",
     "check_float",
     "check_int",
+    "check_shape",
     "check_sparsity",
 ]
 
@@ -75,6 +76,20 @@ def check_float(
             f"got {value!r}"
         )
     return value
+
+
+def check_shape(value: Any, name: str = "shape", *, low: int = 1) -> tuple[int, ...]:
+    """``value`` as a tuple of ints after checking it is a sequence of integers (not bools,
+    not floats: ``(2.5, 3)`` is refused, never truncated) each ``>= low``."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name} must be a tuple of ints, got {type(value).__name__} {value!r}")
+    items = tuple(value)
+    for v in items:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name} must be a tuple of ints, got {value!r}")
+    if any(v < low for v in items):
+        raise ValueError(f"{name} must have sizes >= {low}, got {value!r}")
+    return tuple(int(v) for v in items)
 
 
 def check_sparsity(sparsity: Any, name: str = "sparsity") -> float:

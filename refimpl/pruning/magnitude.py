@@ -19,7 +19,7 @@ import numpy as np
 
 from ..nn import Mask, weighted_layers
 from ..nn.layers import Layer
-from ..validation import check_sparsity
+from ..validation import check_shape, check_sparsity
 
 __all__ = [
     "check_sparsity",
@@ -497,9 +497,7 @@ def random_mask(
     -------
     mask : ndarray of bool, shape ``shape``
     """
-    shape = tuple(int(d) for d in shape)
-    if any(d < 1 for d in shape):
-        raise ValueError(f"shape must have positive dimensions, got {shape}")
+    shape = check_shape(shape, "shape")  # (2.5, 3) was silently truncated to (2, 3)
     gen = np.random.default_rng(rng)
     return mask_from_scores(gen.random(shape), sparsity)
 

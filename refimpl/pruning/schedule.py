@@ -8,7 +8,6 @@ network core's :func:`refimpl.nn.fit`. See chapter 3 of the book, "Pruning sched
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from ..nn import Optimizer, evaluate, fit
 from ..nn.layers import Layer
-from ..validation import check_int
+from ..validation import check_float, check_int
 from .magnitude import check_sparsity, prune_model, sparsity_report
 
 __all__ = [
@@ -77,8 +76,7 @@ def polynomial_sparsity(
         raise ValueError(f"initial_sparsity {s_i} must not exceed final_sparsity {s_f}")
     begin = check_int(begin_step, "begin_step", 0)
     end = check_int(end_step, "end_step", begin + 1)
-    if not (math.isfinite(power) and power > 0):
-        raise ValueError(f"power must be a finite float > 0, got {power!r}")
+    power = check_float(power, "power", 0.0, open_low=True)
     if step < begin:
         return 0.0
     frac = min(1.0, (step - begin) / (end - begin))

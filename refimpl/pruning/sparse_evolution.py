@@ -16,6 +16,7 @@ import numpy as np
 
 from ..nn import Mask
 from ..nn.layers import Layer
+from ..validation import check_float, check_shape
 from .magnitude import apply_masks, prunable_layers, random_mask
 
 __all__ = [
@@ -56,12 +57,10 @@ def erdos_renyi_density(shape: tuple[int, ...], epsilon: float) -> float:
        Scalable training of artificial neural networks with adaptive sparse connectivity
        inspired by network science. Nature Communications 9, 2383.
     """
-    shape = tuple(int(d) for d in shape)
-    if len(shape) not in (2, 4) or any(d < 1 for d in shape):
+    shape = check_shape(shape, "shape")
+    if len(shape) not in (2, 4):
         raise ValueError(f"shape must be 2-D or 4-D with positive sizes, got {shape}")
-    eps = float(epsilon)
-    if not (np.isfinite(eps) and eps > 0):
-        raise ValueError(f"epsilon must be a finite float > 0, got {epsilon!r}")
+    eps = check_float(epsilon, "epsilon", 0.0, open_low=True)
     return min(1.0, eps * sum(shape) / float(np.prod(shape)))
 
 

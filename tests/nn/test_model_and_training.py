@@ -352,3 +352,17 @@ def test_batch_size_is_checked_everywhere(batch_size, exc):
     ):
         with pytest.raises(exc, match="batch_size"):
             call()
+
+
+def test_schedules_and_adam_name_their_arguments():
+    for bad, exc in ((2.5, TypeError), ("3", TypeError), (0, ValueError)):
+        with pytest.raises(exc, match="step_size"):  # 2.5 was truncated to 2, "3" accepted
+            StepLR(SGD(0.1), bad)
+        with pytest.raises(exc, match="T_max"):
+            CosineAnnealingLR(SGD(0.1), bad)
+    with pytest.raises(TypeError, match="betas must be a pair"):
+        Adam(betas=0.9)
+    with pytest.raises(TypeError, match="lr must be a real number"):
+        SGD("0.1")
+    with pytest.raises(TypeError, match="momentum must be a real number"):
+        SGD(0.1, momentum="0.9")

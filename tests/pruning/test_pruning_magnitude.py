@@ -257,3 +257,15 @@ def test_random_prune_counts_and_subset():
 def test_mask_from_scores_removes_lowest_scores():
     scores = np.array([[3.0, -1.0], [0.5, 2.0]])
     np.testing.assert_array_equal(mask_from_scores(scores, 0.5), [[True, False], [False, True]])
+
+
+def test_random_mask_refuses_a_shape_it_would_truncate():
+    with pytest.raises(TypeError, match=r"shape must be a tuple of ints, got \(2\.5, 3\)"):
+        random_mask((2.5, 3), 0.5)  # was silently a (2, 3) mask
+    with pytest.raises(TypeError, match="shape"):
+        random_mask(("2", 3), 0.5)
+    with pytest.raises(TypeError, match="shape"):
+        random_mask(6, 0.5)
+    with pytest.raises(ValueError, match="sizes >= 1"):
+        random_mask((0, 3), 0.5)
+    assert random_mask((np.int64(2), 3), 0.5, rng=0).shape == (2, 3)
