@@ -143,6 +143,9 @@ def cp_to_tensor(weights: np.ndarray, factors: Sequence[np.ndarray]) -> np.ndarr
 GEVD_MAX_ERROR = 0.75
 #: Number of random pencils the GEVD start tries; the best-fitting one is kept.
 GEVD_PENCILS = 6
+#: Ranks up to this are accepted for any tensor; above it, a rank must not exceed the largest
+#: rank a tensor of the shape can have, ``size / max(shape)`` (see :func:`cp_als`).
+MAX_OVERCOMPLETE_RANK = 64
 
 
 def _leading_vectors(M: np.ndarray, r: int) -> np.ndarray:
@@ -289,8 +292,10 @@ def cp_als(
     ----------
     tensor : ndarray, shape (I_1, ..., I_N), N >= 2
         Real entries; computed in float64.
-    rank : int >= 1
-        Number of rank-one components R.
+    rank : int
+        Number of rank-one components R, at most ``max(64, size / max(shape))``: no tensor
+        needs more than ``size / max(shape)`` terms (one per fiber of its longest mode), and
+        small overcomplete ranks (up to ``MAX_OVERCOMPLETE_RANK`` = 64) are allowed.
     max_iter : int >= 1
         Maximum number of sweeps (each sweep updates every factor once).
     tol : float >= 0
@@ -364,7 +369,10 @@ def cp_als(
        arrays. SIAM Journal on Matrix Analysis and Applications 14(4), 1064-1083.
     """
     X = check_tensor(tensor, "tensor", min_ndim=2)
-    rank = check_int(rank, "rank", 1)
+    # Every tensor is a sum of size / max(shape) rank-one terms (one per fiber of its longest
+    # mode), so a larger rank is never needed; it would only allocate R x R Gram matrices
+    # (rank=10**7 asked NumPy for 728 TiB). Small overcomplete ranks cost nothing: allowed.
+    rank = check_int(rank, "rank", 1, max(MAX_OVERCOMPLETE_RANK, X.size // max(X.shape)))
     max_iter = check_int(max_iter, "max_iter", 1)
     if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or tol < 0:
         raise ValueError(f"tol must be a float >= 0, got {tol!r}")

@@ -24,7 +24,7 @@ import numpy as np
 from ..cost import LayerCost
 from ..nn.layers import Layer
 from ..nn.parametrize import Arrays, Deployed, Parametrization
-from ..validation import RngLike
+from ..validation import RngLike, check_int
 
 __all__ = ["HashedLinear", "HashedWeights", "bucket_hash", "sign_hash"]
 
@@ -139,6 +139,11 @@ class HashedWeights(Parametrization):
     uses_input = False  # the weight is built from the buckets alone
 
     def init(self, x: np.ndarray) -> tuple[Arrays, Arrays]:
+        if self.n_buckets > x.size:  # before the tables and buckets are allocated
+            raise ValueError(
+                f"n_buckets={self.n_buckets} exceeds the weight's {x.size} entries (shape "
+                f"{x.shape}): hashing would store more than the dense weight"
+            )
         h, s = self.tables(x.shape)
         sums = np.bincount(h.ravel(), weights=(s * x).ravel(), minlength=self.n_buckets)
         counts = np.bincount(h.ravel(), minlength=self.n_buckets)
@@ -220,19 +225,25 @@ class HashedLinear(Layer):
         rng: RngLike = None,
     ) -> None:
         super().__init__()
-        for name, v in (("in_features", in_features), ("out_features", out_features),
-                        ("n_buckets", n_buckets)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-            if v < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
+        shapes = self.param_shapes({"in_features": in_features, "out_features": out_features,
+                                    "n_buckets": n_buckets})  # fmt: skip
         self.in_features, self.out_features = int(in_features), int(out_features)
-        self.n_buckets = int(n_buckets)
+        self.n_buckets = shapes["buckets"][0]
         self.seed = _check_seed(seed)
         bound = 1.0 / np.sqrt(self.in_features)
         gen = np.random.default_rng(rng)
         self.params["buckets"] = gen.uniform(-bound, bound, self.n_buckets).astype(np.float32)
         self._tables: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def param_shapes(cls, config: dict) -> dict[str, tuple[int, ...]]:
+        """``{"buckets": (n_buckets,)}`` from the configuration, checked without allocating:
+        ``n_buckets`` may not exceed the ``(in + 1) * out`` entries of the virtual matrix (more
+        buckets than entries would store more than the dense layer)."""
+        n_in = check_int(config.get("in_features"), "in_features", 1)
+        n_out = check_int(config.get("out_features"), "out_features", 1)
+        k = check_int(config.get("n_buckets"), "n_buckets", 1, (n_in + 1) * n_out)
+        return {"buckets": (k,)}
 
     @property
     def compression(self) -> float:

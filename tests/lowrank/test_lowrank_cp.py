@@ -313,3 +313,14 @@ def test_cp_conv_bad_input():
         khatri_rao([np.ones((2, 2)), np.ones((3, 3))])
     with pytest.raises(ValueError, match="unfolding"):
         fold(np.ones((2, 4)), 0, (2, 3))
+
+
+def test_absurd_rank_is_refused_before_allocation(peak_memory):
+    # rank=10**7 asked NumPy for a 728 TiB Gram matrix (MemoryError)
+    out = peak_memory(cp_als, np.ones((3, 3, 3)), rank=10**7)
+    assert isinstance(out.error, ValueError) and "rank must lie in [1, 64]" in str(out.error)
+    assert out.peak < 1 << 20
+    big = np.random.default_rng(0).standard_normal((20, 10, 10))  # at most 100 terms needed
+    assert cp_als(big, 100, max_iter=1).weights.shape == (100,)
+    with pytest.raises(ValueError, match=r"rank must lie in \[1, 100\]"):
+        cp_als(big, 101)

@@ -328,3 +328,12 @@ def test_shared_weights_refuse_a_non_finite_codebook():
     with pytest.raises(ValueError, match="codebook.*float32.*NaN or infinite"):
         layer.parametrize("weight", SharedWeights(np.array([0.1, 1e300]), idx))
     assert "weight" not in layer.parametrizations
+
+
+def test_absurd_codebook_sizes_are_refused_before_allocation(peak_memory):
+    w = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    for call in (lambda: kmeans_quantize(w, 2**33), lambda: kmeans_1d(w.ravel(), 2**33),
+                 lambda: SharedWeights.from_weight(w, 2**33)):  # fmt: skip
+        out = peak_memory(call)  # a MemoryError once
+        assert isinstance(out.error, ValueError) and "n_clusters" in str(out.error), out
+        assert out.peak < 1 << 20
