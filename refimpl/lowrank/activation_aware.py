@@ -173,7 +173,16 @@ def activation_aware_factorize(
     Notes
     -----
     See :func:`activation_aware_svd`. The bias is kept as it is: the factorization changes
-    :math:`W x` only.
+    :math:`W x` only. Where we depart from SVD-LLM: it then fine-tunes the two factors (its
+    "parameter update"); we stop at the closed form, which is already optimal for the (damped)
+    reconstruction error of one layer.
+
+    References
+    ----------
+    .. [1] Zhang, X., Zou, J., He, K. and Sun, J. (2016) Accelerating very deep convolutional
+       networks for classification and detection. IEEE TPAMI 38(10).
+    .. [2] Wang, X., Zheng, Y., Wan, Z. and Zhang, M. (2025) SVD-LLM: truncation-aware singular
+       value decomposition for large language model compression. ICLR.
     """
     linear = check_linear(linear)
     n_in, n_out = linear.in_features, linear.out_features

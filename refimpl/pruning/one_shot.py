@@ -614,6 +614,13 @@ def obs_reconstruct(
     (:func:`refimpl.pruning.layerwise_obs_prune` does the same with the bias folded in). It
     solves one linear system per row, of the size of the smaller of the removed and the kept
     sets; :func:`sparsegpt_prune` approximates the same update much more cheaply.
+
+    References
+    ----------
+    .. [1] Hassibi, B. and Stork, D. G. (1993) Second order derivatives for network pruning:
+       Optimal Brain Surgeon. NeurIPS 5.
+    .. [2] Dong, X., Chen, S. and Pan, S. J. (2017) Learning to prune deep neural networks via
+       layer-wise optimal brain surgeon. NeurIPS 30.
     """
     W, H, _ = _prepare(weight, hessian, damping)
     keep = _check_keep(mask, W.shape)
@@ -1130,6 +1137,8 @@ def one_shot_prune(
         raise ValueError(f"method must be one of {_PRUNE_METHODS}, got {method!r}")
     s, nm = _check_target(sparsity, nm)
     damping = _check_damping(damping)
+    if block_size is not None:
+        check_int(block_size, "block_size", 1)
     selected = prunable_layers(model, layers)
     if not selected:
         raise ValueError("model has no Linear or Conv2d layer to prune")

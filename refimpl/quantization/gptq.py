@@ -143,6 +143,12 @@ class GridQuant(Parametrization):
     ``codes``, ``zero_point`` and ``groups``. The step replaces its input (``uses_input =
     False``); a mask below it keeps its zeros. A deployed file stores the codes, the scales and,
     for an affine grid, the zero points (and the groups when they are not contiguous).
+
+    References
+    ----------
+    .. [1] Frantar, E., Ashkboos, S., Hoefler, T. and Alistarh, D. (2023) GPTQ: accurate
+       post-training quantization for generative pre-trained transformers. ICLR.
+    .. [2] Esser, S. K. et al. (2020) Learned step size quantization. ICLR.
     """
 
     file_name = "grid"
@@ -329,6 +335,12 @@ def rtn_quantize(
     :math:`s, z` from the range of the row or group (:func:`~refimpl.quantization.qparams`).
     Each weight's error is at most :math:`s/2`, but the errors add up in the outputs without
     any compensation: RTN minimizes the weight error, not the output error.
+
+    References
+    ----------
+    .. [1] Frantar, E., Ashkboos, S., Hoefler, T. and Alistarh, D. (2023) GPTQ: accurate
+       post-training quantization for generative pre-trained transformers. ICLR (RTN is its
+       baseline, with the same per-row grids).
     """
     W = _as_matrix(weight)
     bits, gs = _check_quant_args(bits, group_size, W.shape[1])
@@ -665,6 +677,9 @@ def one_shot_quantize(
         raise ValueError(f"method must be one of {_QUANT_METHODS}, got {method!r}")
     check_int(bits, "bits", 2, 16)
     damping = _check_damping(damping)
+    for value, name in ((group_size, "group_size"), (block_size, "block_size")):
+        if value is not None:
+            check_int(value, name, 1)
     selected = prunable_layers(model, layers)
     if not selected:
         raise ValueError("model has no Linear or Conv2d layer to quantize")
