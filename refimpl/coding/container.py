@@ -81,6 +81,7 @@ References
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import zlib
@@ -91,6 +92,7 @@ from typing import Any
 import numpy as np
 
 from ..nn import Deployed, Layer, Parametrization, Sequential, leaf_layers
+from ..validation import check_int
 from .huffman import _pack_fixed, _unpack_fixed, huffman_decode, huffman_encode
 from .sparse import RelativeCSR, decode_relative_csr, encode_relative_csr
 
@@ -225,7 +227,7 @@ class TensorInfo:
     @property
     def size(self) -> int:
         """Number of entries of the dense tensor."""
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
     @property
     def bits_per_weight(self) -> float:
@@ -526,13 +528,13 @@ def save_compressed(
 
 
 # -- reading ------------------------------------------------------------------------------------
-def _depth(value: Any, limit: int = 32) -> int:
+def _depth(value: Any, limit: int = 32, what: str = "the architecture") -> int:
     """Nesting depth of a JSON value, refusing anything deeper than ``limit``."""
     stack, deepest = [(value, 1)], 0
     while stack:
         item, d = stack.pop()
         if d > limit:
-            raise ValueError(f"compressed model file: the architecture nests deeper than {limit}")
+            raise ValueError(f"compressed model file: {what} nests deeper than {limit}")
         deepest = max(deepest, d)
         if isinstance(item, dict):
             stack.extend((v, d + 1) for v in item.values())
@@ -589,7 +591,7 @@ def _read_headers(r: _Reader, shapes: dict[str, tuple[int, ...]]) -> list[_Heade
 def _read_body(h: _Header) -> tuple[np.ndarray, TensorInfo]:
     """The dense tensor of one record (header already checked) and its TensorInfo."""
     b, name, dtype, shape = h.body, h.name, h.dtype, h.shape
-    size = int(np.prod(shape, dtype=np.int64))
+    size = math.prod(shape)
     info = {"encoding": "raw", "coding": "-", "index_bits": 0, "n_entries": 0, "n_fillers": 0,
             "n_clusters": 0, "gap_bytes": 0, "value_bytes": 0, "codebook_bytes": 0}
     (layout,) = b.unpack("B", f"the layout of {name}")
@@ -626,10 +628,11 @@ def _read_body(h: _Header) -> tuple[np.ndarray, TensorInfo]:
             raise ValueError(f"{name}: unknown parametrization {step!r}")
         try:
             config = json.loads(b.text("H", f"the step config of {name}"))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:  # 32,000 brackets recurse
             raise ValueError(f"{name}: bad step config ({exc})") from None
         if not isinstance(config, dict):
             raise ValueError(f"{name}: the step config is not an object")
+        _depth(config, 8, f"the step config of {name}")
         floats, ints = {}, {}
         (n_floats,) = b.unpack("B", f"the float-array count of {name}")
         for _ in range(n_floats):
@@ -689,6 +692,7 @@ def _parse(data: bytes, max_elements: int = MAX_ELEMENTS) -> tuple[Sequential, l
     """Check and read a whole file; returns the rebuilt model (weights loaded) and the records."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes-like, got {type(data).__name__}")
+    max_elements = check_int(max_elements, "max_elements", 0)
     data = bytes(data)
     if data[:8] != MODEL_MAGIC[: len(data[:8])] or (len(data) >= 8 and data[:8] != MODEL_MAGIC):
         raise ValueError("not a compressed model file (bad magic)")
@@ -722,7 +726,7 @@ def _parse(data: bytes, max_elements: int = MAX_ELEMENTS) -> tuple[Sequential, l
     if not isinstance(description, dict) or description.get("type") != "Sequential":
         raise ValueError("compressed model file: the model is not a Sequential")
     shapes = Layer.tensor_shapes(description)
-    total = sum(int(np.prod(s, dtype=np.int64)) for s in shapes.values())
+    total = sum(math.prod(s) for s in shapes.values())  # exact: never wraps
     if total > max_elements:
         raise ValueError(f"compressed model file: the model has {total:,} entries, more than "
                          f"max_elements={max_elements:,}")  # fmt: skip

@@ -297,6 +297,8 @@ def test_max_elements_is_honoured(tmp_path):
     path.write_bytes(data)
     with pytest.raises(ValueError, match=r"m\.rdc.*max_elements"):
         load_compressed(path, max_elements=1000)
+    with pytest.raises(TypeError, match="max_elements must be an int"):
+        loads_compressed(data, max_elements="1000")
 
 
 def test_architecture_size_and_nesting_limits(peak_memory):
@@ -364,3 +366,34 @@ def test_non_finite_weights_in_a_resealed_file_are_refused():
         forged = _seal(data[: at + 4] + bytes(body) + data[at + 4 + length : -12])
         with pytest.raises(ValueError, match=rf"{name.split('.')[1]} holds (NaN|negative)"):
             loads_compressed(forged)
+
+
+def test_a_deeply_nested_step_config_is_a_value_error():
+    # 30,000 brackets in the config JSON of a deployed step made json raise RecursionError
+    layer = Linear(4, 3, rng=0)
+    layer.parametrize("weight", SharedWeights.from_weight(layer.weight, 2))
+    data = dumps_compressed(Sequential(layer), sparse=False, huffman=False)
+    (at, length), = [(a, n) for r, a, n in _records(data) if r == "fc1.weight"]
+    body = data[at + 4 : at + 4 + length]
+    # dense layout, deployed values, the step name, then the u16-prefixed config JSON
+    name_len = body[2]
+    start = 3 + name_len
+    (config_len,) = struct.unpack_from("<H", body, start)
+    deep = b"[" * 30_000 + b"]" * 30_000
+    for config in (deep, b'{"a": ' + b"[" * 20 + b"]" * 20 + b"}"):
+        forged_body = body[:start] + struct.pack("<H", len(config)) + config + \
+            body[start + 2 + config_len :]
+        forged = _seal(data[:at] + struct.pack("<I", len(forged_body)) + forged_body +
+                       data[at + 4 + length : -12])
+        with pytest.raises(ValueError, match="fc1.weight: bad step config|step config of fc1"):
+            loads_compressed(forged)
+
+
+@pytest.mark.parametrize("n_in", [2**62, 10**30, 2**64 // 3 + 1])
+def test_declared_sizes_are_counted_exactly(n_in, peak_memory):
+    # the int64 product overflowed (10**30) or wrapped below max_elements (3 * 2**62 + 3)
+    data = dumps_compressed(Sequential(Linear(3, 2, rng=0)))
+    arch = _arch_of([{"name": "fc1", "type": "Linear", "in_features": n_in, "out_features": 3}])
+    out = peak_memory(loads_compressed, _with_arch(data, arch))
+    assert isinstance(out.error, ValueError) and "max_elements" in str(out.error), out
+    assert out.peak < 1 << 20
