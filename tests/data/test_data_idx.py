@@ -152,11 +152,11 @@ def _gzip_bomb(path, declared: int, inflated: int) -> None:
 
 
 def test_gzip_bomb_is_refused_after_the_declared_bytes(tmp_path, peak_memory):
-    # a 250 KB file declaring 10 bytes inflated to 256 MiB (and to 2 GiB at 2 MB) before it
+    # a 64 KB file declaring 10 bytes inflated to 64 MiB (and to 2 GiB at 2 MB) before it
     # was refused; now one byte past the declared payload is enough
     path = tmp_path / "bomb.gz"
-    _gzip_bomb(path, 10, 256 << 20)
-    assert path.stat().st_size < 300_000
+    _gzip_bomb(path, 10, 64 << 20)
+    assert path.stat().st_size < 100_000
     out = peak_memory(read_idx, path)
     assert isinstance(out.error, ValueError) and "extra bytes" in str(out.error), out
     assert "bomb.gz" in str(out.error)
@@ -196,6 +196,6 @@ def test_content_hash_streams_gzip(tmp_path, peak_memory):
     from refimpl.data.fashion_mnist import _sha256_of_content
 
     path = tmp_path / "bomb.gz"
-    _gzip_bomb(path, 10, 64 << 20)
+    _gzip_bomb(path, 10, 32 << 20)
     out = peak_memory(_sha256_of_content, path)
     assert out.error is None and out.peak < 8 << 20, out  # one 1 MiB chunk at a time
