@@ -6,7 +6,7 @@ The truncated SVD (:func:`~refimpl.lowrank.svd_factorize`) minimizes the weight 
 :math:`G = \\frac1M X X^T` it is :math:`\\|(W - \\hat W) L\\|_F \\sqrt{M}`, and the best rank-r
 :math:`\\hat W` comes from the truncated SVD of :math:`W L` instead of :math:`W`. The result is
 the same kind of two-layer factorization, so everything downstream (surgery, the cost model,
-fine-tuning) is unchanged. See chapter 8 of the book, "One-shot compression", and chapter 7 for
+fine-tuning) is unchanged. See chapter 10 of the book, "One-shot compression", and chapter 7 for
 the plain SVD.
 
 References

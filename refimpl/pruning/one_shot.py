@@ -33,7 +33,7 @@ Conventions. A weight is a matrix ``W`` of shape ``(d_row, d_col)``: a dense wei
 (``M = N * H_out * W_out``). With ``H = 2 X X^T / M``, every error this module reports is the
 mean squared output error per column of ``X``. The quantization counterparts (RTN, OBQ, GPTQ)
 are in :mod:`refimpl.quantization.gptq`, activation-aware low rank in
-:mod:`refimpl.lowrank.activation_aware`. See chapter 8 of the book, "One-shot compression".
+:mod:`refimpl.lowrank.activation_aware`. See chapter 10 of the book, "One-shot compression".
 
 References
 ----------
@@ -1121,7 +1121,7 @@ def one_shot_prune(
     For each selected layer in forward order: collect its inputs :math:`X` (for a convolution
     its unfolded input, ``(C_in kH kW, N H_out W_out)``), form :math:`H = \\frac2M X X^T`, prune
     the weight viewed as ``(d_row, d_col)``, install it, and compute the layer's output with the
-    new weight for the next layer. The bias is not changed. See chapter 8 of the book, "One-shot
+    new weight for the next layer. The bias is not changed. See chapter 10 of the book, "One-shot
     compression".
 
     References

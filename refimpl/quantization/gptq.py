@@ -21,7 +21,7 @@ Grid. A row (or a group of ``group_size`` columns of a row) has a uniform grid o
 levels: affine by default, as in GPTQ's code (:math:`[\\min(w, 0), \\max(w, 0)]` with an integer
 zero point), or symmetric (``2^bits - 1`` levels, the book's :func:`~refimpl.quantization.qparams`
 convention). Shapes and scaling of :math:`H` as in :mod:`refimpl.pruning.one_shot`. See
-chapter 8 of the book, "One-shot compression".
+chapter 10 of the book, "One-shot compression".
 
 References
 ----------
@@ -664,7 +664,7 @@ def one_shot_quantize(
     The pass is :func:`~refimpl.pruning.one_shot_prune`'s: for each selected layer in forward
     order, :math:`H = \\frac2M X X^T` of its inputs (a convolution's unfolded input), quantize
     the weight viewed as ``(d_row, d_col)``, install it, and go on with its quantized output.
-    Biases and activations stay in floating point. See chapter 8 of the book, "One-shot
+    Biases and activations stay in floating point. See chapter 10 of the book, "One-shot
     compression".
 
     References
