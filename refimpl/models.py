@@ -4,6 +4,8 @@
   Compression (Han et al., 2016) on 28x28 images (the book trains them on Fashion-MNIST).
 * :func:`digits_mlp` and :func:`digits_cnn`: small networks for the bundled 8x8 digits, quick
   enough for tests and exercises.
+* :func:`mobilenet_tiny`, :func:`squeezenet_tiny`, :func:`shufflenet_tiny`, :func:`lenet5_gap`
+  and their blocks: networks designed small, from :mod:`refimpl.compact` (chapter 8).
 
 References
 ----------
@@ -17,6 +19,17 @@ from __future__ import annotations
 
 import numpy as np
 
+# Networks designed small (chapter 8): their blocks and models live in refimpl.compact.
+from .compact import (  # noqa: F401
+    depthwise_separable,
+    fire,
+    gap_classifier,
+    lenet5_gap,
+    mobilenet_tiny,
+    shuffle_unit,
+    shufflenet_tiny,
+    squeezenet_tiny,
+)
 from .nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
 from .validation import RngLike
 

@@ -126,6 +126,8 @@ def _walk_layer(
             row = replace(row, name=name)
         rows.append(row)
         return tuple(row.output_shape)
+    if callable(getattr(layer, "cost_paths", None)):  # parallel paths (Concat, Residual)
+        return _walk_paths(layer, shape, name, dtype_bytes, rows)
     if callable(getattr(layer, "named_layers", None)):
         prefix = name + "." if name else ""
         for child_name, child in layer.named_layers():
@@ -153,6 +155,37 @@ def _walk_layer(
         row = replace(row, stored_bytes=stored)
     rows.append(row)
     return row.output_shape
+
+
+def _walk_paths(
+    layer: Any, shape: Shape, name: str, dtype_bytes: int | float, rows: list[LayerCost]
+) -> Shape:
+    """Rows of a layer whose ``cost_paths()`` gives ``(merge, [(path name, layer or None)])``:
+    every path sees the input (``None`` is the identity), then a ``"concat"`` row (outputs
+    concatenated along the channels) or an ``"add"`` row (outputs added), as for the
+    :class:`Branches` and :class:`Residual` specs."""
+    merge, paths = layer.cost_paths()
+    prefix = name + "." if name else ""
+    outs = [shape if sub is None else _walk_layer(sub, shape, prefix + path, dtype_bytes, rows)
+            for path, sub in paths]  # fmt: skip
+    first = outs[0]
+    if merge == "concat":
+        for i, out in enumerate(outs, start=1):
+            if len(out) != len(first) or out[1:] != first[1:]:
+                raise ValueError(f"layer {name!r} ({type(layer).__name__}): path {i} gives "
+                                 f"shape {out}, which cannot be concatenated with path 1's "
+                                 f"{first} along the channels")  # fmt: skip
+        out_shape = (sum(o[0] for o in outs), *first[1:])
+    elif merge == "add":
+        if any(out != first for out in outs):
+            raise ValueError(f"layer {name!r} ({type(layer).__name__}): paths give shapes "
+                             f"{outs}; they must match to be added")  # fmt: skip
+        out_shape = first
+    else:
+        raise ValueError(f"layer {name!r}: cost_paths() merge must be 'concat' or 'add', got "
+                         f"{merge!r}")  # fmt: skip
+    rows.append(LayerCost(prefix + merge, merge, shape, out_shape))
+    return out_shape
 
 
 def profile(

@@ -3,6 +3,7 @@
 See chapter 2 of the book, "Foundations".
 """
 
+from .blocks import ChannelShuffle, Concat, GlobalAvgPool2d, Residual
 from .gradcheck import GradcheckResult, gradcheck, numerical_gradient, relative_error
 from .layers import (
     AvgPool2d,
@@ -38,6 +39,8 @@ __all__ = [
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "ChannelShuffle",
+    "Concat",
     "Conv2d",
     "CosineAnnealingLR",
     "CrossEntropyLoss",
@@ -45,6 +48,7 @@ __all__ = [
     "Dropout",
     "Evaluation",
     "Flatten",
+    "GlobalAvgPool2d",
     "GradcheckResult",
     "History",
     "LRScheduler",
@@ -56,6 +60,7 @@ __all__ = [
     "Optimizer",
     "Parametrization",
     "ReLU",
+    "Residual",
     "SGD",
     "Sequential",
     "Sigmoid",

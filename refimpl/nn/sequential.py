@@ -186,7 +186,7 @@ class Sequential(Layer):
         layer = self.layers.get(layer_name)
         if layer is None:
             raise KeyError(key)
-        if isinstance(layer, Sequential):
+        if hasattr(layer, "_store_of"):  # a nested container (Sequential, Concat, ...)
             return layer._store_of(local)
         if local in layer.params:
             return layer.params, local
@@ -308,18 +308,24 @@ class Sequential(Layer):
 def leaf_layers(model: Layer, prefix: str = "") -> Iterator[tuple[str, Layer]]:
     """Yield ``(dotted name, layer)`` for every layer of ``model`` that is not a container.
 
-    Nested :class:`Sequential` models are walked in order (``"block1.conv2"``); a single layer
+    Nested containers (a :class:`Sequential`, or any layer with ``named_layers()``, such as
+    :class:`~refimpl.nn.Concat`) are walked in order (``"block1.conv2"``); a single layer
     yields itself under ``prefix`` (empty by default).
     """
     if not isinstance(model, Layer):
         raise TypeError(f"model must be a refimpl.nn layer or model, got {type(model).__name__}")
-    if not isinstance(model, Sequential):
+    if not _is_container(model):
         yield prefix, model
         return
     for name, layer in model.named_layers():
-        yield from leaf_layers(layer, f"{prefix}{name}.") if isinstance(layer, Sequential) else (
+        yield from leaf_layers(layer, f"{prefix}{name}.") if _is_container(layer) else (
             (f"{prefix}{name}", layer),
         )
+
+
+def _is_container(layer: Layer) -> bool:
+    """Whether ``layer`` holds other layers (``named_layers()``) instead of computing itself."""
+    return isinstance(layer, Sequential) or callable(getattr(layer, "named_layers", None))
 
 
 def weighted_layers(model: Layer) -> Iterator[tuple[str, Layer]]:
