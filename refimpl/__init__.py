@@ -11,6 +11,9 @@ calls a chapter uses most:
 * the cost model, :mod:`refimpl.cost` (``rf.profile``), timing, :mod:`refimpl.timing`
   (``rf.time_inference``, ``rf.time_call``), and tables, :mod:`refimpl.report`
   (``rf.format_table``);
+* networks designed small, :mod:`refimpl.compact` (MobileNet, SqueezeNet, ShuffleNet and
+  Network-in-Network blocks), and knowledge distillation, :mod:`refimpl.distill`
+  (``rf.fit(student, data, teacher=..., loss=DistillationLoss(T, alpha))``);
 * the methods, by the four kinds of thing a compression method is: **criteria** (which weights
   or units matter) in :mod:`refimpl.pruning`; **parametrizations** (how a weight is stored and
   trained: the mechanism in :mod:`refimpl.nn.parametrize`, the masks of pruning, the methods of
@@ -27,8 +30,10 @@ __version__ = "0.1.0"
 from . import (  # noqa: E402 - the subpackages are the package's front door
     baselines,
     coding,
+    compact,
     cost,
     data,
+    distill,
     lowrank,
     models,
     nn,
@@ -58,8 +63,10 @@ __all__ = [
     "baseline_info",
     "baselines",
     "coding",
+    "compact",
     "cost",
     "data",
+    "distill",
     "evaluate",
     "finetune",
     "fit",

@@ -91,17 +91,27 @@ def forward_through(
 
 
 def evaluate(
-    model: Layer, data: tuple[np.ndarray, np.ndarray], *, batch_size: int = 1000, loss: Any = None
+    model: Layer,
+    data: tuple[np.ndarray, np.ndarray],
+    *,
+    batch_size: int = 1000,
+    loss: Any = None,
+    teacher: Layer | None = None,
 ) -> Evaluation:
-    """Mean loss and accuracy of ``model`` on ``data = (X, y)`` in evaluation mode."""
+    """Mean loss and accuracy of ``model`` on ``data = (X, y)`` in evaluation mode.
+
+    With a ``teacher`` (see :func:`fit`), the loss is called as ``loss(output, y,
+    teacher_output)``.
+    """
     X, y = _check_data(data, "data")
     batch_size = check_int(batch_size, "batch_size", 1)
     loss_fn = loss if loss is not None else CrossEntropyLoss()
+    _check_teacher(teacher, model, loss)
     total, correct = 0.0, 0
     for i in range(0, len(X), batch_size):
         xb, yb = X[i : i + batch_size], y[i : i + batch_size]
         out = model.forward(xb, train=False)
-        total += loss_fn(out, yb) * len(xb)
+        total += _batch_loss(loss_fn, out, yb, xb, teacher) * len(xb)
         if yb.ndim == 1:
             correct += int((out.argmax(axis=1) == yb).sum())
     return Evaluation(
@@ -122,6 +132,7 @@ def fit(
     scheduler: LRScheduler | None = None,
     callbacks: Sequence[Any] = (),
     verbose: bool = True,
+    teacher: Layer | None = None,
 ) -> History:
     """Train ``model`` by mini-batch gradient descent and return its :class:`History`.
 
@@ -150,6 +161,11 @@ def fit(
         ``on_epoch_end(model, epoch, history)``.
     verbose : bool
         Print one short line per epoch (to stdout); ``False`` prints nothing.
+    teacher : Layer, optional
+        Knowledge distillation: a trained model run in evaluation mode on every batch, whose
+        output is passed to the loss as a third argument, ``loss(output, y, teacher_output)``
+        (so ``loss`` must accept it, e.g. :class:`refimpl.distill.DistillationLoss`). The
+        teacher is never updated. See chapter 8, "Knowledge distillation".
 
     Raises
     ------
@@ -174,6 +190,7 @@ def fit(
         raise TypeError(f"optimizer must be an Optimizer, got {type(optimizer).__name__}")
     gen = np.random.default_rng(rng)
     loss_fn = loss if loss is not None else CrossEntropyLoss()
+    _check_teacher(teacher, model, loss)
     history = History()
     step = 0
     for epoch in range(1, epochs + 1):
@@ -184,7 +201,7 @@ def fit(
         for batch, (xb, yb) in enumerate(batches, start=1):
             where = f"epoch {epoch}, step {step + 1} (batch {batch} of the epoch)"
             out = model.forward(xb, train=True)
-            batch_loss = loss_fn(out, yb)
+            batch_loss = _batch_loss(loss_fn, out, yb, xb, teacher)
             if not math.isfinite(batch_loss):
                 raise FloatingPointError(
                     f"fit stopped: the loss is {batch_loss} at {where}; {_cause(xb, optimizer)}"
@@ -219,7 +236,7 @@ def fit(
         history.loss.append(total / seen)
         history.accuracy.append(correct / seen)
         if val_data is not None:
-            ev = evaluate(model, val_data, loss=loss_fn)
+            ev = evaluate(model, val_data, loss=loss_fn, teacher=teacher)
             history.val_loss.append(ev.loss)
             history.val_accuracy.append(ev.accuracy)
         if scheduler is not None:
@@ -235,6 +252,29 @@ def fit(
                 line += f"  val_acc {history.val_accuracy[-1]:.4f}"
             print(line + f"  ({history.seconds[-1]:.1f} s)", file=sys.stdout, flush=True)
     return history
+
+
+def _check_teacher(teacher: Any, model: Layer, loss: Any) -> None:
+    """A teacher must be another layer or model, and comes with a loss that takes its output."""
+    if teacher is None:
+        return
+    if not isinstance(teacher, Layer):
+        raise TypeError(f"teacher must be a refimpl.nn layer or model, got "
+                        f"{type(teacher).__name__}")  # fmt: skip
+    if teacher is model:
+        raise ValueError("teacher must be another model than the one trained (copy it first: "
+                         "teacher=model.copy())")  # fmt: skip
+    if loss is None:
+        raise TypeError("a teacher needs a loss that takes its output, e.g. "
+                        "refimpl.distill.DistillationLoss(temperature, alpha)")  # fmt: skip
+
+
+def _batch_loss(loss_fn: Any, out: np.ndarray, yb: np.ndarray, xb: np.ndarray,
+                teacher: Layer | None) -> float:  # fmt: skip
+    """The loss of one batch; with a teacher, its output on the batch is the third argument."""
+    if teacher is None:
+        return loss_fn(out, yb)
+    return loss_fn(out, yb, teacher.forward(xb, train=False))
 
 
 def _first_non_finite(named: Any) -> str | None:
@@ -277,6 +317,7 @@ def finetune(
     loss: Any = None,
     callbacks: Sequence[Any] = (),
     verbose: bool = False,
+    teacher: Layer | None = None,
 ) -> Layer:
     """Retrain a compressed ``model`` in place on ``data`` with :func:`fit`; return the model.
 
@@ -299,6 +340,10 @@ def finetune(
     batch_size, rng, loss, callbacks, verbose
         As in :func:`fit`; ``rng`` (the shuffles' seed) defaults to 0, and nothing is printed
         unless ``verbose``.
+    teacher : Layer, optional
+        Fine-tune by distillation from ``teacher`` (as in :func:`fit`; give a ``loss`` such as
+        :class:`refimpl.distill.DistillationLoss`), for instance from the uncompressed model:
+        ``finetune(pruned, data, teacher=original, loss=DistillationLoss(4, 0.9))``.
     """
     from .optim import SGD
 
@@ -314,5 +359,6 @@ def finetune(
         loss=loss,
         callbacks=callbacks,
         verbose=verbose,
+        teacher=teacher,
     )
     return model
