@@ -81,6 +81,33 @@ def lenet5(rng: RngLike = 0) -> Sequential:
     )
 
 
+def mlp(
+    widths: tuple[int, ...] | list[int],
+    rng: RngLike = 0,
+    *,
+    in_features: int = 784,
+    num_classes: int = 10,
+) -> Sequential:
+    """A perceptron: ``flatten``, then ``fc1, relu1, ..., fcL, reluL`` of the given widths,
+    then ``fc{L+1}`` to ``num_classes`` logits.
+
+    The students of chapter 8 ("Knowledge distillation"): ``mlp([64])`` is a 784-64-10 network
+    (50,890 parameters), ``mlp([32, 32, 32, 32])`` a deep and thin one. Each layer draws its
+    initial weights from its own generator spawned from ``rng``.
+    """
+    widths = [int(w) for w in widths]
+    if any(w < 1 for w in widths):
+        raise ValueError(f"widths must be positive, got {widths}")
+    gens = _seeds(rng, len(widths) + 1)
+    layers: list[tuple[str, object]] = [("flatten", Flatten())]
+    c = in_features
+    for i, w in enumerate(widths, start=1):
+        layers += [(f"fc{i}", Linear(c, w, rng=gens[i - 1])), (f"relu{i}", ReLU())]
+        c = w
+    layers.append((f"fc{len(widths) + 1}", Linear(c, num_classes, rng=gens[-1])))
+    return Sequential(*layers)
+
+
 def digits_mlp(rng: RngLike = 0, hidden: tuple[int, int] = (64, 32)) -> Sequential:
     """A 64-64-32-10 perceptron for the 8x8 digits (6,570 parameters by default)."""
     r = _seeds(rng, 3)
