@@ -253,3 +253,16 @@ def test_best_class_bias_restores_a_suppressed_class():
         best_class_bias(z, y, 4, [0.0])
     with pytest.raises(ValueError, match="shifts"):
         best_class_bias(z, y, 1, [])
+
+
+def test_mlp_students():
+    m = models.mlp([64], rng=0)
+    assert m.names() == ["flatten", "fc1", "relu1", "fc2"] and m.num_parameters() == 50_890
+    deep = models.mlp([32, 32, 32, 32], rng=0)
+    assert deep.num_parameters() == 784 * 32 + 32 + 3 * (32 * 32 + 32) + 32 * 10 + 10
+    assert predict(deep, np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)
+    kw = {"rng": 5, "in_features": 4, "num_classes": 3}
+    a, b = models.mlp([8], **kw), models.mlp([8], **kw)
+    assert np.array_equal(a["fc1"].weight, b["fc1"].weight)
+    with pytest.raises(ValueError, match="positive"):
+        models.mlp([0])
