@@ -11,10 +11,15 @@ calls a chapter uses most:
 * the cost model, :mod:`refimpl.cost` (``rf.profile``), timing, :mod:`refimpl.timing`
   (``rf.time_inference``, ``rf.time_call``), and tables, :mod:`refimpl.report`
   (``rf.format_table``);
-* the methods, by the four kinds of thing a compression method is: criteria and surgery in
-  :mod:`refimpl.pruning`, parametrizations in :mod:`refimpl.pruning` and
-  :mod:`refimpl.quantization`, factorizations in :mod:`refimpl.lowrank`, codecs in
-  :mod:`refimpl.coding`.
+* networks designed small, :mod:`refimpl.compact` (MobileNet, SqueezeNet, ShuffleNet and
+  Network-in-Network blocks), and knowledge distillation, :mod:`refimpl.distill`
+  (``rf.fit(student, data, teacher=..., loss=DistillationLoss(T, alpha))``);
+* the methods, by the four kinds of thing a compression method is: **criteria** (which weights
+  or units matter) in :mod:`refimpl.pruning`; **parametrizations** (how a weight is stored and
+  trained: the mechanism in :mod:`refimpl.nn.parametrize`, the masks of pruning, the methods of
+  :mod:`refimpl.quantization`); **surgery** (how the architecture changes) in
+  :mod:`refimpl.surgery`, fed by the factorizations of :mod:`refimpl.lowrank`; **codecs** (how
+  the bytes are stored) in :mod:`refimpl.coding`.
 
 Conventions of the whole package (names, ranges, copies, seeds) are written down in
 ``refimpl/README.md``.
@@ -25,14 +30,17 @@ __version__ = "0.1.0"
 from . import (  # noqa: E402 - the subpackages are the package's front door
     baselines,
     coding,
+    compact,
     cost,
     data,
+    distill,
     lowrank,
     models,
     nn,
     pruning,
     quantization,
     report,
+    surgery,
     timing,
 )
 from .baselines import baseline_info, load_baseline  # noqa: E402
@@ -55,8 +63,10 @@ __all__ = [
     "baseline_info",
     "baselines",
     "coding",
+    "compact",
     "cost",
     "data",
+    "distill",
     "evaluate",
     "finetune",
     "fit",
@@ -72,6 +82,7 @@ __all__ = [
     "pruning",
     "quantization",
     "report",
+    "surgery",
     "time_call",
     "time_inference",
     "timing",

@@ -4,6 +4,8 @@
   Compression (Han et al., 2016) on 28x28 images (the book trains them on Fashion-MNIST).
 * :func:`digits_mlp` and :func:`digits_cnn`: small networks for the bundled 8x8 digits, quick
   enough for tests and exercises.
+* :func:`mobilenet_tiny`, :func:`squeezenet_tiny`, :func:`shufflenet_tiny`, :func:`lenet5_gap`
+  and their blocks: networks designed small, from :mod:`refimpl.compact` (chapter 8).
 
 References
 ----------
@@ -17,9 +19,19 @@ from __future__ import annotations
 
 import numpy as np
 
+# Networks designed small (chapter 8): their blocks and models live in refimpl.compact.
+from .compact import (  # noqa: F401
+    depthwise_separable,
+    fire,
+    gap_classifier,
+    lenet5_gap,
+    mobilenet_tiny,
+    shuffle_unit,
+    shufflenet_tiny,
+    squeezenet_tiny,
+)
 from .nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
-
-RngLike = int | np.random.Generator | None
+from .validation import RngLike
 
 
 def _seeds(rng: RngLike, n: int) -> list[np.random.Generator]:
@@ -67,6 +79,33 @@ def lenet5(rng: RngLike = 0) -> Sequential:
         ("relu3", ReLU()),
         ("fc2", Linear(500, 10, rng=r[3])),
     )
+
+
+def mlp(
+    widths: tuple[int, ...] | list[int],
+    rng: RngLike = 0,
+    *,
+    in_features: int = 784,
+    num_classes: int = 10,
+) -> Sequential:
+    """A perceptron: ``flatten``, then ``fc1, relu1, ..., fcL, reluL`` of the given widths,
+    then ``fc{L+1}`` to ``num_classes`` logits.
+
+    The students of chapter 8 ("Knowledge distillation"): ``mlp([64])`` is a 784-64-10 network
+    (50,890 parameters), ``mlp([32, 32, 32, 32])`` a deep and thin one. Each layer draws its
+    initial weights from its own generator spawned from ``rng``.
+    """
+    widths = [int(w) for w in widths]
+    if any(w < 1 for w in widths):
+        raise ValueError(f"widths must be positive, got {widths}")
+    gens = _seeds(rng, len(widths) + 1)
+    layers: list[tuple[str, object]] = [("flatten", Flatten())]
+    c = in_features
+    for i, w in enumerate(widths, start=1):
+        layers += [(f"fc{i}", Linear(c, w, rng=gens[i - 1])), (f"relu{i}", ReLU())]
+        c = w
+    layers.append((f"fc{len(widths) + 1}", Linear(c, num_classes, rng=gens[-1])))
+    return Sequential(*layers)
 
 
 def digits_mlp(rng: RngLike = 0, hidden: tuple[int, int] = (64, 32)) -> Sequential:

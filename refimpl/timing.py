@@ -12,17 +12,12 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from .nn import Layer
-
-
-def _int(value: int, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
+from .validation import check_int
 
 
 def time_call(fn: Callable[[], object], *, repeats: int = 7, statistic: str = "min") -> float:
     """Seconds one call of ``fn()`` takes: ``min`` or ``median`` of ``repeats`` after a warm-up."""
-    repeats = _int(repeats, "repeats", 1)
+    repeats = check_int(repeats, "repeats", 1)
     if statistic not in ("min", "median"):
         raise ValueError(f"statistic must be 'min' or 'median', got {statistic!r}")
     fn()
@@ -67,12 +62,12 @@ def time_inference(
     for name, model in models.items():
         if not isinstance(model, Layer):
             raise TypeError(f"models[{name!r}] must be a refimpl.nn layer or model")
-    repeats = _int(repeats, "repeats", 1)
-    warmup = _int(warmup, "warmup", 0)
+    repeats = check_int(repeats, "repeats", 1)
+    warmup = check_int(warmup, "warmup", 0)
     if statistic not in ("min", "median"):
         raise ValueError(f"statistic must be 'min' or 'median', got {statistic!r}")
     x = np.asarray(inputs)
-    step = len(x) if batch_size is None else _int(batch_size, "batch_size", 1)
+    step = len(x) if batch_size is None else check_int(batch_size, "batch_size", 1)
     times: dict[str, list[float]] = {name: [] for name in models}
     for round_ in range(warmup + repeats):
         for name, model in models.items():

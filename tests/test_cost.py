@@ -14,17 +14,17 @@ from hypothesis import strategies as st
 
 from refimpl import cost
 from refimpl.cost import (
+    Act,
     AvgPool,
     BatchNorm,
     Branches,
     Conv,
-    Dropout,
-    Flatten,
+    Dense,
+    Drop,
+    Flat,
     GlobalAvgPool,
     LayerCost,
-    Linear,
     MaxPool,
-    ReLU,
     Residual,
     Seq,
     alexnet,
@@ -75,10 +75,10 @@ def test_survey_flops_formula_3x3_conv():
 
 
 def test_linear_by_hand():
-    p = profile(Linear(10, 5), (10,))
+    p = profile(Dense(10, 5), (10,))
     assert (p.params, p.macs, p.flops, p.output_shape) == (55, 50, 2 * (10 + 1) * 5, (5,))
     assert p.share("params") == {"conv": 0.0, "fc": 1.0, "other": 0.0}
-    q = profile(Linear(10, 5, bias=False), (10,))
+    q = profile(Dense(10, 5, bias=False), (10,))
     assert (q.params, q.macs, q.flops) == (50, 50, 100)
 
 
@@ -97,7 +97,9 @@ def test_pooling_by_hand():
 
 
 def test_small_network_totals_and_naming():
-    spec = Seq([Conv(1, 2, 3), ReLU(), Conv(2, 2, 1), ReLU(), Flatten(), Dropout(), Linear(8, 3)])
+    spec = Seq(
+        [Conv(1, 2, 3), Act("relu"), Conv(2, 2, 1), Act("relu"), Flat(), Drop(), Dense(8, 3)]
+    )
     p = profile(spec, (1, 4, 4))
     assert [r.name for r in p.rows] == [
         "conv1", "relu1", "conv2", "relu2", "flatten1", "dropout1", "linear1",
@@ -122,11 +124,11 @@ def test_batchnorm_params_buffers_and_bytes():
 
 
 def test_dtype_bytes():
-    spec = [Linear(3, 3)]  # 12 parameters
+    spec = [Dense(3, 3)]  # 12 parameters
     assert profile(spec, (3,), dtype_bytes=2).stored_bytes == 24
     assert profile(spec, (3,), dtype_bytes=0.5).stored_bytes == 6
-    assert profile([Linear(3, 1)], (3,), dtype_bytes=0.5).stored_bytes == 2  # 4 numbers: 2 B
-    assert profile([Linear(2, 1, bias=False)], (2,), dtype_bytes=0.75).stored_bytes == 2
+    assert profile([Dense(3, 1)], (3,), dtype_bytes=0.5).stored_bytes == 2  # 4 numbers: 2 B
+    assert profile([Dense(2, 1, bias=False)], (2,), dtype_bytes=0.75).stored_bytes == 2
     assert profile(spec, (3,), dtype_bytes=1).activation_bytes == 3
 
 
@@ -140,7 +142,7 @@ def test_branches_and_residual():
     assert p.macs == 36 * 2 * 4 + 36 * 3 * 36
 
     block = Residual([Conv(4, 8, 3, stride=2, padding=1)], [Conv(4, 8, 1, stride=2)], name="b")
-    q = profile([block, ReLU()], (4, 6, 6))
+    q = profile([block, Act("relu")], (4, 6, 6))
     assert q.output_shape == (8, 3, 3)
     assert [r.name for r in q.rows] == ["b.conv1", "b.downsample.conv1", "b.add1", "relu1"]
     assert q["b.add1"].macs == 0 and q["b.add1"].activations == 72
@@ -381,11 +383,11 @@ def test_resnet50_shares_differ_from_survey():
 
 # ------------------------------------------------------------------ bad inputs
 def test_linear_mismatch_after_flatten_names_the_layer():
-    spec = Seq([Conv(1, 4, 3, name="conv"), Flatten(name="flat"), Linear(100, 10, name="fc")])
-    with pytest.raises(ValueError, match=r"'fc' \(Linear\) expects 100 input features, got 144"):
+    spec = Seq([Conv(1, 4, 3, name="conv"), Flat(name="flat"), Dense(100, 10, name="fc")])
+    with pytest.raises(ValueError, match=r"'fc' \(Dense\) expects 100 input features, got 144"):
         profile(spec, (1, 8, 8))
     with pytest.raises(ValueError, match="put a Flatten before it"):
-        profile([Linear(4, 2, name="fc")], (1, 2, 2))
+        profile([Dense(4, 2, name="fc")], (1, 2, 2))
 
 
 def test_shape_errors_name_the_layer():
@@ -406,16 +408,16 @@ def test_shape_errors_name_the_layer():
 @pytest.mark.parametrize("shape", [(0, 4, 4), (3, 4), (1, 3, 4, 4), (-1,), (2.0,), "abc", 5, ()])
 def test_bad_input_shape(shape):
     with pytest.raises(ValueError, match="input_shape"):
-        profile([ReLU()], shape)
+        profile([Act("relu")], shape)
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="input_shape is required"):
-        profile([ReLU()])
+        profile([Act("relu")])
     with pytest.raises(ValueError, match="dtype_bytes"):
-        profile([ReLU()], (3,), dtype_bytes=0)
+        profile([Act("relu")], (3,), dtype_bytes=0)
     with pytest.raises(TypeError, match="dtype_bytes"):
-        profile([ReLU()], (3,), dtype_bytes="4")
+        profile([Act("relu")], (3,), dtype_bytes="4")
     with pytest.raises(ValueError, match="divisible by groups"):
         Conv(3, 4, 3, groups=2)
     with pytest.raises(ValueError, match="kernel_size"):
@@ -423,11 +425,11 @@ def test_bad_arguments():
     with pytest.raises(TypeError, match="stride"):
         Conv(3, 4, 3, stride=(1, 2, 3))
     with pytest.raises(ValueError, match="in_features"):
-        Linear(0, 3)
+        Dense(0, 3)
     with pytest.raises(ValueError, match="padding"):
         MaxPool(2, padding=2)
     with pytest.raises(TypeError, match="Spec"):
-        Seq([ReLU(), "relu"])
+        Seq([Act("relu"), "relu"])
     with pytest.raises(ValueError, match="variant"):
         resnet50("v2")
     with pytest.raises(ValueError, match="category"):
@@ -481,8 +483,8 @@ def test_lenet5_matches_spec_and_forward_shapes():
     assert p.macs == 24 * 24 * 20 * 25 + 8 * 8 * 50 * 500 + 800 * 500 + 500 * 10 == 2_293_000
     assert p.nonzero_params == p.params  # uniform initial weights have no zeros
     spec = Seq([
-        Conv(1, 20, 5), ReLU(), MaxPool(2), Conv(20, 50, 5), ReLU(), MaxPool(2), Flatten(),
-        Linear(800, 500), ReLU(), Linear(500, 10),
+        Conv(1, 20, 5), Act("relu"), MaxPool(2), Conv(20, 50, 5), Act("relu"), MaxPool(2), Flat(),
+        Dense(800, 500), Act("relu"), Dense(500, 10),
     ])  # fmt: skip
     q = profile(spec, (1, 28, 28))
     for attr in ("params", "macs", "flops", "activations", "stored_bytes"):
@@ -572,7 +574,7 @@ class _Factorized(Layer):
         self.n_in, self.n_out, self.rank = n_in, n_out, rank
 
     def cost_spec(self):
-        return [Linear(self.n_in, self.rank, bias=False), Linear(self.rank, self.n_out)]
+        return [Dense(self.n_in, self.rank, bias=False), Dense(self.rank, self.n_out)]
 
 
 class _Unknown(Layer):

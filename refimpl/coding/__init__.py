@@ -4,15 +4,19 @@
   (:func:`huffman_code`, :func:`huffman_encode`, :func:`huffman_decode`).
 * Sparse storage with relative indices and filler zeros (:func:`encode_relative_csr`).
 * The compressed model file (:func:`save_compressed`, :func:`load_compressed`), which holds a
-  pruned, weight-shared, Huffman-coded model together with its architecture.
+  pruned, weight-shared, quantized, Huffman-coded model together with its architecture, and
+  :func:`encoded_tensor`, which sizes one tensor as the file stores it: the package's one size
+  model, which :func:`refimpl.cost.profile` uses.
 """
 
 from .container import (
+    MAX_ELEMENTS,
     MODEL_MAGIC,
     MODEL_VERSION,
     TensorInfo,
     describe_compressed,
     dumps_compressed,
+    encoded_tensor,
     load_compressed,
     loads_compressed,
     save_compressed,
@@ -25,12 +29,14 @@ from .huffman import (
     huffman_code_lengths,
     huffman_decode,
     huffman_encode,
+    max_block_size,
 )
 from .sparse import RelativeCSR, count_fillers, decode_relative_csr, encode_relative_csr
 
 __all__ = [
     "HUFFMAN_MAGIC",
     "HUFFMAN_VERSION",
+    "MAX_ELEMENTS",
     "MODEL_MAGIC",
     "MODEL_VERSION",
     "RelativeCSR",
@@ -41,11 +47,13 @@ __all__ = [
     "describe_compressed",
     "dumps_compressed",
     "encode_relative_csr",
+    "encoded_tensor",
     "huffman_code",
     "huffman_code_lengths",
     "huffman_decode",
     "huffman_encode",
     "load_compressed",
     "loads_compressed",
+    "max_block_size",
     "save_compressed",
 ]

@@ -1,32 +1,38 @@
-r"""The compressed model file: pruned, shared and Huffman-coded layers, plus the architecture.
+r"""The compressed model file: the deployed form of a model, and the size model of the package.
 
 :func:`save_compressed` writes a :class:`~refimpl.nn.Sequential` to one self-contained file and
 :func:`load_compressed` rebuilds the model from it, without being given the model: the file
-describes the architecture (layer types and constructor arguments, as JSON) and holds every
-tensor the model computes with. The rebuilt model's weights are bit for bit the compressed
-model's effective weights (a mask or a codebook already applied), so its predictions are equal.
-See chapter 6 of the book, "The compressed model file".
+describes the architecture (each layer's type and :meth:`~refimpl.nn.Layer.config`, as JSON)
+and holds every tensor the model computes with. The rebuilt model's tensors are bit for bit the
+compressed model's effective tensors (chains of parametrizations applied), so its predictions
+are equal. See chapter 6 of the book, "The compressed model file".
 
-Each weight of a :class:`~refimpl.nn.Linear` or :class:`~refimpl.nn.Conv2d` layer is stored in
-one of four encodings, the stages of Deep Compression [1]_:
+How a tensor is stored
+----------------------
+Each tensor is stored in a *layout* and with *values*, the stages of Deep Compression [1]_:
 
-============  =====================================================================
-encoding      what is stored
-============  =====================================================================
-raw           every value, as float32 (or float64)
-sparse        relative-index entries (:mod:`refimpl.coding.sparse`): a gap stream
-              and one float value per entry (filler zeros included)
-shared        a codebook of ``k`` floats and one symbol per weight
-sparse+shared a gap stream, a codebook and one symbol per entry
-============  =====================================================================
+* layout **dense** (every entry) or **sparse**: relative-index entries
+  (:mod:`refimpl.coding.sparse`), a gap stream of the nonzero positions with filler entries
+  where a gap does not fit in ``index_bits``;
+* values as **floats** (one per stored entry, at the tensor's float width) or **deployed** by
+  the step of the tensor's parametrization chain that produced them
+  (:meth:`refimpl.nn.Parametrization.deploy`): a codebook and one symbol per entry for weight
+  sharing, integer codes and scales for uniform quantization, a sign bit per entry for binary
+  weights, the buckets and a seed for hashing, codebooks and codes for product quantization.
 
-A *symbol* ``s`` in ``0 .. k-1`` stands for ``codebook[s]``, and ``s = k`` for an exact zero (a
-filler, or a pruned weight in the dense layout): Deep Compression does not say which index a
-filler zero gets, so we give zero its own symbol. Gap and symbol streams are either packed at a
-fixed width (the "after sharing" stage) or Huffman-coded (:func:`~refimpl.coding.huffman_encode`,
-the last stage). Biases, batch-normalization parameters and buffers are stored raw.
+So a pruned weight is sparse floats, a pruned and shared one sparse with a codebook, a hashed
+one dense with nothing stored per entry. Integer arrays (gaps, symbols, codes) are streams,
+packed at a fixed width or Huffman-coded (:func:`~refimpl.coding.huffman_encode`, the last stage
+of Deep Compression) when that is shorter. The encoder checks that the stored values decode to
+exactly the tensor the layer computes with; entries a step cannot express as zero (a filler
+under a binary step) are listed and zeroed on reading.
 
-File format (version 1)
+The one size model. :func:`encoded_tensor` encodes one tensor the way the file does and reports
+its bytes; the cost model (:func:`refimpl.cost.profile`) counts a parametrized tensor's stored
+bytes with it, so the profile of a compressed model and the size of its file differ only by the
+file's headers.
+
+File format (version 2)
 -----------------------
 Integers little-endian. ``u8``/``u16``/``u32``/``u64``: unsigned integers of 1, 2, 4, 8 bytes.
 
@@ -35,8 +41,8 @@ field           type          meaning
 ==============  ============  ==================================================================
 magic           8 bytes       ``b"\x89RDC\r\n\x1a\n"`` (``\r\n`` and ``\x1a`` catch text-mode
                               mangling, as in PNG)
-version         u16           1
-arch_len        u32           length of the architecture JSON
+version         u16           2
+arch_len        u32           length of the architecture JSON (at most 1 MiB)
 architecture    arch_len      UTF-8 JSON: ``{"format": "refimpl-compressed-model", "model":
                               {"type": "Sequential", "layers": [{"name": "fc1", "type":
                               "Linear", "in_features": 784, ...}, ...]}}``
@@ -46,34 +52,25 @@ file_len        u64           length of the whole file, trailer included
 crc32           u32           CRC-32 (zlib) of every preceding byte
 ==============  ============  ==================================================================
 
-A tensor record (the per-tensor header, then its body):
+A tensor record: ``u8`` name length, the UTF-8 dotted name (``"fc1.weight"``), ``u8`` dtype
+(0 float32, 1 float64), ``u8`` ndim, ``ndim x u32`` shape, ``u32`` body length, the body. The
+body: ``u8`` layout (0 dense, 1 sparse); for sparse, ``u8`` index_bits, ``u32`` entries ``m``
+and the gap stream (``m`` values); then ``u8`` values kind: 0 floats (``m`` or ``size`` values),
+or 1 deployed: ``u8`` + step name, ``u16`` + config JSON, ``u8`` float-array count and for each
+``u8`` + key, ``u8`` dtype, ``u32`` count and the values, ``u8`` int-array count and for each
+``u8`` + key, ``u32`` count and a stream, then ``u32`` count and a stream of the entries forced
+to zero. A stream of ``c`` non-negative integers is ``u8`` coding (0 fixed width, 1 Huffman),
+``u32`` length ``L`` and ``L`` bytes: a ``u8`` width ``w`` and ``ceil(c w / 8)`` bytes of
+big-endian packed bits, or a :func:`~refimpl.coding.huffman_encode` stream (with its own
+header and CRC-32).
 
-==============  ============  ==================================================================
-field           type          meaning
-==============  ============  ==================================================================
-name_len        u8            length of the name
-name            name_len      UTF-8 dotted name, ``"fc1.weight"``, ``"bn1.running_mean"``
-encoding        u8            0 raw, 1 sparse, 2 shared, 3 sparse+shared
-dtype           u8            0 float32, 1 float64
-ndim            u8            number of dimensions
-shape           ndim x u32    the dense shape
-body_len        u32           length of the body that follows
-body (raw)                    the values, C order
-body (sparse)                 u8 index_bits, u32 entries ``m``, gap stream (``m`` symbols),
-                              ``m`` values
-body (shared)                 u16 ``k``, ``k`` codebook values, symbol stream (one per weight)
-body (sp.+sh.)                u8 index_bits, u32 ``m``, u16 ``k``, ``k`` codebook values, gap
-                              stream (``m``), symbol stream (``m``)
-==============  ============  ==================================================================
-
-A stream of ``c`` non-negative integers is ``u8`` coding (0 fixed width, 1 Huffman), ``u32``
-length ``L``, then ``L`` bytes: for fixed width, a ``u8`` width ``w`` and ``ceil(c w / 8)``
-bytes of big-endian packed bits; for Huffman, a :func:`~refimpl.coding.huffman_encode` stream
-(which has its own header and CRC-32).
-
-Reading checks the length and the CRC-32 first, then every field (magic, version, known layer
-types, names, shapes, ranges, exact lengths), and raises ``ValueError`` naming the problem:
-a truncated or altered file never loads as a model. No pickle is involved anywhere.
+Reading is checked before anything is allocated: the length and the CRC-32 first, then the
+magic, version and architecture (size and nesting limits, known layer types, each layer's
+tensor shapes computed from its configuration without building it), then every record header
+against the bytes present and the shapes the architecture implies, and the total size against
+``max_elements``. Only then is the model built and filled. Any inconsistency raises
+``ValueError`` naming the problem: a truncated, altered or hostile file never loads as a model.
+No pickle is involved anywhere.
 
 References
 ----------
@@ -84,176 +81,61 @@ References
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..nn import (
-    AvgPool2d,
-    BatchNorm1d,
-    BatchNorm2d,
-    Conv2d,
-    Dropout,
-    Flatten,
-    Linear,
-    MaxPool2d,
-    ReLU,
-    Sequential,
-    Sigmoid,
-    Tanh,
-)
-from ..nn.layers import Layer
+from ..nn import Deployed, Layer, Parametrization, Sequential, leaf_layers
+from ..validation import check_int
 from .huffman import _pack_fixed, _unpack_fixed, huffman_decode, huffman_encode
 from .sparse import RelativeCSR, decode_relative_csr, encode_relative_csr
 
 __all__ = [
+    "MAX_ELEMENTS",
     "MODEL_MAGIC",
     "MODEL_VERSION",
     "TensorInfo",
     "describe_compressed",
     "dumps_compressed",
+    "encoded_tensor",
     "load_compressed",
     "loads_compressed",
     "save_compressed",
 ]
 
 MODEL_MAGIC = b"\x89RDC\r\n\x1a\n"
-MODEL_VERSION = 1
+MODEL_VERSION = 2
 _FORMAT = "refimpl-compressed-model"
-_ENCODINGS = ("raw", "sparse", "shared", "sparse+shared")
 _DTYPES = (np.dtype("<f4"), np.dtype("<f8"))
-#: Auto mode shares a weight only if its nonzeros take at most this many distinct values.
+#: Auto mode shares a plain weight only if its nonzeros take at most this many distinct values.
 AUTO_SHARE_MAX = 256
 MAX_CODEBOOK = 65535
+#: The largest model (total entries of all its tensors) a file may describe, unless the reader
+#: is given another limit: 2**27 entries, 512 MiB of float32.
+MAX_ELEMENTS = 2**27
+MAX_ARCH_BYTES = 1 << 20
+MAX_TENSORS = 1 << 16
+MAX_NDIM = 8
 _FIXED, _HUFFMAN = 0, 1
-
-# -- architecture -------------------------------------------------------------------------------
-_SIMPLE = {"ReLU": ReLU, "Tanh": Tanh, "Sigmoid": Sigmoid, "Flatten": Flatten}
-
-
-def _describe(layer: Layer, path: str) -> dict[str, Any]:
-    """JSON description (type and constructor arguments) of one layer."""
-    kind = type(layer)
-    if kind is Sequential:
-        return {
-            "type": "Sequential",
-            "layers": [
-                {"name": n, **_describe(sub, f"{path}{n}.")} for n, sub in layer.named_layers()
-            ],
-        }
-    if kind is Linear:
-        return {"type": "Linear", "in_features": layer.in_features,
-                "out_features": layer.out_features, "bias": layer.bias is not None}
-    if kind is Conv2d:
-        return {"type": "Conv2d", "in_channels": layer.in_channels,
-                "out_channels": layer.out_channels, "kernel_size": list(layer.kernel_size),
-                "stride": list(layer.stride), "padding": list(layer.padding),
-                "groups": layer.groups, "bias": layer.bias is not None}
-    if kind in (MaxPool2d, AvgPool2d):
-        return {"type": kind.__name__, "kernel_size": list(layer.kernel_size),
-                "stride": list(layer.stride), "padding": list(layer.padding)}
-    if kind in (BatchNorm1d, BatchNorm2d):
-        return {"type": kind.__name__, "num_features": layer.num_features, "eps": layer.eps,
-                "momentum": layer.momentum}
-    if kind is Dropout:
-        return {"type": "Dropout", "p": layer.p}
-    if kind.__name__ in _SIMPLE and _SIMPLE[kind.__name__] is kind:
-        return {"type": kind.__name__}
-    raise TypeError(
-        f"save_compressed cannot describe layer {path.rstrip('.')!r} of type {kind.__name__}; "
-        f"supported: Sequential, Linear, Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d, "
-        f"BatchNorm2d, Dropout, {', '.join(_SIMPLE)}"
-    )
+_DENSE, _SPARSE = 0, 1
+_FLOATS, _DEPLOYED = 0, 1
 
 
-def _pair_arg(spec: Mapping[str, Any], key: str) -> tuple[int, int]:
-    v = spec[key]
-    if not (isinstance(v, list) and len(v) == 2 and all(type(x) is int for x in v)):
-        raise ValueError(f"{key} must be a pair of ints, got {v!r}")
-    return (v[0], v[1])
-
-
-def _build(spec: Any, path: str = "") -> Layer:
-    """Rebuild a layer from its JSON description (checked field by field)."""
-    if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
-        raise ValueError(f"layer {path or '<model>'!r}: description is not an object with a type")
-    kind = spec["type"]
-    fields = {k: v for k, v in spec.items() if k not in ("type", "name")}
-    try:
-        if kind == "Sequential":
-            layers = fields.pop("layers")
-            if not isinstance(layers, list):
-                raise ValueError("layers must be a list")
-            items = []
-            for sub in layers:
-                name = sub.get("name") if isinstance(sub, dict) else None
-                if not isinstance(name, str):
-                    raise ValueError("every layer needs a name")
-                items.append((name, _build(sub, f"{path}{name}.")))
-            layer: Layer = Sequential(*items)
-        elif kind == "Linear":
-            layer = Linear(fields.pop("in_features"), fields.pop("out_features"),
-                           bias=bool(fields.pop("bias")), rng=0)
-        elif kind == "Conv2d":
-            layer = Conv2d(fields.pop("in_channels"), fields.pop("out_channels"),
-                           _pair_arg(fields, "kernel_size"), stride=_pair_arg(fields, "stride"),
-                           padding=_pair_arg(fields, "padding"), groups=fields.pop("groups"),
-                           bias=bool(fields.pop("bias")), rng=0)
-            for key in ("kernel_size", "stride", "padding"):
-                fields.pop(key)
-        elif kind in ("MaxPool2d", "AvgPool2d"):
-            cls = MaxPool2d if kind == "MaxPool2d" else AvgPool2d
-            layer = cls(_pair_arg(fields, "kernel_size"), _pair_arg(fields, "stride"),
-                        _pair_arg(fields, "padding"))
-            for key in ("kernel_size", "stride", "padding"):
-                fields.pop(key)
-        elif kind in ("BatchNorm1d", "BatchNorm2d"):
-            cls = BatchNorm1d if kind == "BatchNorm1d" else BatchNorm2d
-            layer = cls(fields.pop("num_features"), eps=float(fields.pop("eps")),
-                        momentum=float(fields.pop("momentum")))
-        elif kind == "Dropout":
-            layer = Dropout(float(fields.pop("p")))
-        elif kind in _SIMPLE:
-            layer = _SIMPLE[kind]()
-        else:
-            raise ValueError(f"unknown layer type {kind!r}")
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"layer {path.rstrip('.') or '<model>'!r}: bad description ({exc})") \
-            from None
-    if fields:
-        raise ValueError(f"layer {path.rstrip('.')!r}: unexpected fields {sorted(fields)}")
-    return layer
-
-
-def _leaf_layers(model: Layer, prefix: str = "") -> Iterator[tuple[str, Layer]]:
-    for name, layer in model.named_layers():
-        if type(layer) is Sequential:
-            yield from _leaf_layers(layer, f"{prefix}{name}.")
-        else:
-            yield f"{prefix}{name}", layer
-
-
-def _tensor_names(layer: Layer) -> tuple[list[str], list[str]]:
-    """Effective parameter names (parametrized ones included) and plain buffer names."""
-    params = [k for k in layer.params if "." not in k]
-    params += [k for k in layer.parametrizations if k not in params]
-    buffers = [k for k in layer.buffers if "." not in k]
-    return params, buffers
-
-
-# -- low-level writing and reading ----------------------------------------------------------------
+# -- streams and low-level reading --------------------------------------------------------------
 def _stream(values: np.ndarray, huffman: bool) -> bytes:
     """A stream of non-negative ints: packed at a fixed width, or Huffman-coded if asked for
     and smaller (a short stream can cost more in code table than Huffman saves)."""
+    values = np.asarray(values).astype(np.uint64)
     width = max(1, int(values.max()).bit_length()) if values.size else 1
-    body = bytes([width]) + _pack_fixed(values.astype(np.uint64), width)
+    body = bytes([width]) + _pack_fixed(values, width)
     coding = _FIXED
-    if huffman:
+    if huffman and values.size:
         coded = huffman_encode(values)
         if len(coded) < len(body):
             body, coding = coded, _HUFFMAN
@@ -278,6 +160,13 @@ class _Reader:
         s = struct.Struct("<" + fmt)
         return s.unpack(self.take(s.size, what))
 
+    def text(self, length_fmt: str, what: str) -> str:
+        (n,) = self.unpack(length_fmt, f"the length of {what}")
+        try:
+            return self.take(n, what).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"compressed model file is corrupt: {what} is not UTF-8") from None
+
     def array(self, dtype: np.dtype, count: int, what: str) -> np.ndarray:
         return np.frombuffer(self.take(count * dtype.itemsize, what), dtype=dtype).copy()
 
@@ -287,13 +176,16 @@ class _Reader:
         coding, length = self.unpack("BI", what)
         body = self.take(length, what)
         if coding == _HUFFMAN:
-            values = huffman_decode(body)
+            values = huffman_decode(body, max_symbols=count)
         elif coding == _FIXED:
             if length < 1 or not 1 <= body[0] <= 64:
                 raise ValueError(f"{what}: bad fixed-width stream")
             width = body[0]
             if length != 1 + (count * width + 7) // 8:
                 raise ValueError(f"{what}: fixed-width stream has the wrong length")
+            pad = (8 - (count * width) % 8) % 8
+            if pad and body[-1] & ((1 << pad) - 1):
+                raise ValueError(f"{what}: fixed-width stream has nonzero padding bits")
             values = _unpack_fixed(np.frombuffer(body, np.uint8, offset=1), count, width)
         else:
             raise ValueError(f"{what}: unknown stream coding {coding}")
@@ -302,61 +194,19 @@ class _Reader:
         return values.astype(np.uint64), coding, self.pos - start
 
 
-# -- the tensors ---------------------------------------------------------------------------------
-def _encode_weight(
-    w: np.ndarray, name: str, sparse: bool | None, shared: bool | None, huffman: bool,
-    index_bits: int,
-) -> tuple[int, bytes]:
-    """Encoding id and body of one Linear/Conv2d weight."""
-    if not np.isfinite(w).all():
-        raise ValueError(f"{name} holds NaN or infinite values; cannot compress it")
-    nonzero = w[w != 0]
-    codebook = np.unique(nonzero)
-    float_bits = 8 * w.dtype.itemsize
-    if shared is None:  # share when a codebook plus short symbols beat the floats
-        k = int(codebook.size)
-        use_shared = k <= AUTO_SHARE_MAX and (
-            float_bits * k + nonzero.size * k.bit_length() < float_bits * nonzero.size
-        )
-    else:
-        use_shared = bool(shared)
-        if use_shared and codebook.size > MAX_CODEBOOK:
-            raise ValueError(
-                f"shared=True but {name} has {codebook.size} distinct nonzero values "
-                f"(at most {MAX_CODEBOOK}); quantize it first (e.g. kmeans_quantize)"
-            )
-    k = int(codebook.size)
-    value_bits = max(1, k.bit_length()) if use_shared else float_bits
-    csr: RelativeCSR | None = None
-    if sparse is None or sparse:
-        csr = encode_relative_csr(w, index_bits)
-        if sparse is None and csr.n_entries * (index_bits + value_bits) >= w.size * value_bits:
-            csr = None
-    itemsize_dt = w.dtype.newbyteorder("<")
-    if csr is None and not use_shared:
-        return 0, w.astype(itemsize_dt).tobytes()
-    if csr is not None and not use_shared:
-        head = struct.pack("<BI", index_bits, csr.n_entries)
-        return 1, head + _stream(csr.gaps, huffman) + csr.values.astype(itemsize_dt).tobytes()
-    cb = codebook.astype(itemsize_dt).tobytes()
-    values = w.ravel() if csr is None else csr.values
-    symbols = np.searchsorted(codebook, values)  # index of the value in the codebook
-    symbols[values == 0] = k  # exact zero: its own symbol
-    if csr is None:
-        return 2, struct.pack("<H", k) + cb + _stream(symbols, huffman)
-    head = struct.pack("<BIH", index_bits, csr.n_entries, k)
-    return 3, head + cb + _stream(csr.gaps, huffman) + _stream(symbols, huffman)
-
-
+# -- what to store for one tensor -----------------------------------------------------------------
 @dataclass(frozen=True)
 class TensorInfo:
     """What one tensor record of a compressed model file holds, and its size in bytes.
 
-    ``nbytes`` is the whole record (header included); ``gap_bytes``, ``value_bytes`` and
-    ``codebook_bytes`` split its body: the relative-index stream, the values (floats for raw
-    and sparse, the symbol stream for shared), and the codebook. ``n_entries`` counts stored
-    entries (nonzeros plus ``n_fillers`` filler zeros) for the sparse encodings, ``n_clusters``
-    the codebook size; ``coding`` is ``"fixed"``, ``"huffman"`` or ``"-"`` (no integer stream).
+    ``nbytes`` is the whole record (header included), ``body_bytes`` its body. ``gap_bytes``,
+    ``value_bytes`` and ``codebook_bytes`` split the body: the relative-index stream, the
+    per-entry values (floats, or the symbol and code streams of a deployed step), and the
+    step's real arrays (codebook, scales, buckets). ``encoding`` names layout and values:
+    ``"raw"``, ``"sparse"``, ``"shared"``, ``"sparse+shared"``, ``"uniform"``, ... (the step's
+    :attr:`~refimpl.nn.Parametrization.file_name`). ``n_entries`` counts stored entries
+    (nonzeros plus ``n_fillers`` filler entries) of a sparse layout, ``n_clusters`` the codebook
+    size of a shared weight; ``coding`` is ``"fixed"``, ``"huffman"`` or ``"-"`` (no stream).
     """
 
     name: str
@@ -371,12 +221,13 @@ class TensorInfo:
     gap_bytes: int
     value_bytes: int
     codebook_bytes: int
+    body_bytes: int
     nbytes: int
 
     @property
     def size(self) -> int:
         """Number of entries of the dense tensor."""
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
     @property
     def bits_per_weight(self) -> float:
@@ -384,78 +235,198 @@ class TensorInfo:
         return 8 * self.nbytes / max(self.size, 1)
 
 
-def _read_tensor(
-    r: _Reader, expected: dict[str, tuple[int, ...]]
-) -> tuple[str, np.ndarray, TensorInfo]:
-    start = r.pos
-    (name_len,) = r.unpack("B", "a tensor name length")
-    try:
-        name = r.take(name_len, "a tensor name").decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError("compressed model file is corrupt: a tensor name is not UTF-8") from None
-    encoding, dtype_id, ndim = r.unpack("BBB", f"the header of {name}")
-    if encoding >= len(_ENCODINGS) or dtype_id >= len(_DTYPES):
-        raise ValueError(f"{name}: unknown encoding {encoding} or dtype {dtype_id}")
-    shape = tuple(int(s) for s in r.unpack(f"{ndim}I", f"the shape of {name}"))
-    if name not in expected:
-        raise ValueError(f"compressed model file: tensor {name!r} is not part of the model "
-                         "(or appears twice)")
-    if expected.pop(name) != shape:
-        raise ValueError(f"compressed model file: {name} has shape {shape}, the layer needs "
-                         "another")
-    size = int(np.prod(shape, dtype=np.int64))
-    dtype = _DTYPES[dtype_id]
-    (body_len,) = r.unpack("I", f"the body length of {name}")
-    body = _Reader(r.data, r.pos, r.pos + body_len)
-    if body.end > r.end:
-        raise ValueError(f"compressed model file is truncated or corrupt: body of {name}")
-    index_bits = n_entries = k = 0
-    gap_bytes = cb_bytes = 0
-    coding = "-"
-    kind = _ENCODINGS[encoding]
-    if kind == "raw":
-        values = body.array(dtype, size, f"the values of {name}")
-        dense = values.reshape(shape)
-        value_bytes = values.nbytes
+def _value_step(layer: Layer, name: str) -> tuple[Parametrization, np.ndarray, Any] | None:
+    """The chain step whose output values a file stores (the last that is not a mask), with its
+    input and own arrays; None for a plain or only masked tensor."""
+    chain = layer.chain(name)
+    for i in range(len(chain) - 1, -1, -1):
+        if not chain[i].keeps_values:
+            return chain[i], layer.chain_inputs(name)[i], layer.stored_arrays(name, i)
+    return None
+
+
+def _codebook(w: np.ndarray, keep: np.ndarray, name: str, forced: bool) -> Deployed | None:
+    """The value-based codebook of ``w[keep]`` (weight sharing found in the values)."""
+    from ..quantization.kmeans import codebook_deploy
+
+    vals = w[keep]
+    codebook = np.unique(vals[vals != 0])
+    if forced and codebook.size > MAX_CODEBOOK:
+        raise ValueError(
+            f"shared=True but {name} has {codebook.size} distinct nonzero values "
+            f"(at most {MAX_CODEBOOK}); quantize it first (e.g. kmeans_quantize)"
+        )
+    if not forced:
+        k, bits = codebook.size, 8 * w.dtype.itemsize
+        if not (k <= AUTO_SHARE_MAX and bits * k + vals.size * k.bit_length() < bits * vals.size):
+            return None
+    indices = np.searchsorted(codebook, vals)
+    indices[vals == 0] = -1
+    return codebook_deploy(codebook.astype(w.dtype), indices)
+
+
+def _encode(
+    layer: Layer, local: str, *, weighted: bool, sparse: bool | None, shared: bool | None,
+    huffman: bool, index_bits: int,
+) -> tuple[bytes, dict[str, Any]]:
+    """Body of the record of tensor ``local`` of ``layer`` and the figures of its TensorInfo."""
+    w = layer.get_param(local) if local in layer.parametrizations or local in layer.params \
+        else layer.buffers[local]
+    w = np.asarray(w)
+    if not np.isfinite(w).all():
+        raise ValueError(f"{local} holds NaN or infinite values; cannot store it")
+    dt = w.dtype.newbyteorder("<")
+    info = {"encoding": "raw", "coding": "-", "index_bits": 0, "n_entries": 0, "n_fillers": 0,
+            "n_clusters": 0, "gap_bytes": 0, "value_bytes": 0, "codebook_bytes": 0}
+    if not (weighted or local in layer.parametrizations):
+        body = struct.pack("<BB", _DENSE, _FLOATS) + w.astype(dt).tobytes()
+        info["value_bytes"] = w.nbytes
+        return body, info
+    step = _value_step(layer, local)
+    if sparse is None:  # the shorter of the two layouts, for a tensor with zeros
+        dense = _encode(layer, local, weighted=weighted, sparse=False, shared=shared,
+                        huffman=huffman, index_bits=index_bits)  # fmt: skip
+        if np.count_nonzero(w) == w.size:
+            return dense
+        pruned = _encode(layer, local, weighted=weighted, sparse=True, shared=shared,
+                         huffman=huffman, index_bits=index_bits)  # fmt: skip
+        return pruned if len(pruned[0]) < len(dense[0]) else dense
+    # layout
+    csr = encode_relative_csr(w, index_bits) if sparse else None
+    if csr is None:
+        keep = np.ones(w.shape, dtype=bool)
+        head = struct.pack("<B", _DENSE)
     else:
-        if kind in ("sparse", "sparse+shared"):
-            index_bits, n_entries = body.unpack("BI", f"the sparse header of {name}")
-            if not 1 <= index_bits <= 16:
-                raise ValueError(f"{name}: index_bits {index_bits} out of range 1 .. 16")
-        if kind in ("shared", "sparse+shared"):
-            (k,) = body.unpack("H", f"the codebook size of {name}")
-            codebook = body.array(dtype, k, f"the codebook of {name}")
-            cb_bytes = k * dtype.itemsize
-        if kind in ("sparse", "sparse+shared"):
-            gaps, cid, gap_bytes = body.stream(n_entries, f"the gap stream of {name}")
-            coding = "huffman" if cid == _HUFFMAN else "fixed"
-        if kind == "sparse":
-            values = body.array(dtype, n_entries, f"the values of {name}")
-            value_bytes = values.nbytes
-        else:
-            count = n_entries if kind == "sparse+shared" else size
-            symbols, cid, value_bytes = body.stream(count, f"the symbol stream of {name}")
-            coding = "huffman" if cid == _HUFFMAN else "fixed"
-            if symbols.size and symbols.max() > k:
-                raise ValueError(f"{name}: a symbol exceeds the codebook size {k}")
-            values = np.append(codebook, np.zeros(1, dtype))[symbols]
-        if kind == "shared":
-            dense = values.reshape(shape)
-        else:
-            if gaps.size and gaps.max() >= 1 << index_bits:
-                raise ValueError(f"{name}: a gap does not fit in {index_bits} bits")
-            csr = RelativeCSR(shape, index_bits, gaps.astype(np.uint16), values)
-            dense = decode_relative_csr(csr)
-    if body.pos != body.end:
-        raise ValueError(f"{name}: {body.end - body.pos} unexpected bytes at the end of its body")
-    r.pos = body.end
-    n_fillers = int(n_entries - np.count_nonzero(values)) if "sparse" in kind else 0
-    info = TensorInfo(name, shape, dtype.name, kind, coding, index_bits, n_entries, n_fillers,
-                      k, gap_bytes, value_bytes, cb_bytes, r.pos - start)
-    return name, dense, info
+        keep = np.zeros(w.size, dtype=bool)
+        keep[csr.positions()] = True
+        keep = keep.reshape(w.shape)
+        gaps = _stream(csr.gaps, huffman)
+        head = struct.pack("<BBI", _SPARSE, index_bits, csr.n_entries) + gaps
+        info.update(index_bits=index_bits, n_entries=csr.n_entries, n_fillers=csr.n_fillers,
+                    gap_bytes=len(gaps), coding="huffman" if gaps[0] == _HUFFMAN else "fixed")
+    # values
+    deployed: Deployed | None = None
+    kind = "shared"
+    if shared is not False and step is not None:
+        p, x, (params, buffers) = step
+        deployed = p.deploy(x, w, params, buffers, keep)
+        kind = p.file_name
+        if deployed is not None:
+            source: type[Parametrization] = type(p)
+    if deployed is None and shared is not False and (shared or step is None):
+        deployed = _codebook(w, keep, local, forced=bool(shared))
+        kind = "shared"
+        from ..quantization.kmeans import SharedWeights as source  # noqa: N813
+    prefix = "sparse+" if csr is not None else ""
+    if deployed is None:
+        info["encoding"] = "sparse" if csr is not None else "raw"
+        vals = w[keep].astype(dt).tobytes()
+        info["value_bytes"] = len(vals)
+        return head + struct.pack("<B", _FLOATS) + vals, info
+    info["encoding"] = prefix + kind
+    rebuilt = np.asarray(source.undeploy(deployed, w.shape, keep)).astype(w.dtype)
+    target = w[keep]
+    zeros = np.flatnonzero((target == 0) & (rebuilt != 0))
+    rebuilt[zeros] = 0
+    if not np.array_equal(rebuilt, target):
+        raise RuntimeError(f"{local}: {source.__name__}.deploy does not reproduce the tensor")
+    parts = [struct.pack("<B", _DEPLOYED)]
+    name_b = source.__name__.encode()
+    conf_b = json.dumps(deployed.config, separators=(",", ":")).encode()
+    parts += [struct.pack("<B", len(name_b)), name_b, struct.pack("<H", len(conf_b)), conf_b]
+    parts.append(struct.pack("<B", len(deployed.floats)))
+    for key, arr in deployed.floats.items():
+        arr = np.asarray(arr).ravel()
+        adt = _DTYPES[0] if arr.dtype == np.float32 else _DTYPES[1]
+        data = arr.astype(adt).tobytes()
+        info["codebook_bytes"] += len(data)
+        parts += [struct.pack("<B", len(key)), key.encode(),
+                  struct.pack("<BI", _DTYPES.index(adt), arr.size), data]
+    parts.append(struct.pack("<B", len(deployed.ints)))
+    for key, arr in deployed.ints.items():
+        arr = np.asarray(arr).ravel()
+        data = _stream(arr, huffman)
+        info["value_bytes"] += len(data)
+        if key == "symbols" and "codebook" in deployed.floats:
+            info["n_clusters"] = int(np.size(deployed.floats["codebook"]))
+        if info["coding"] == "-" or data[0] == _HUFFMAN:
+            info["coding"] = "huffman" if data[0] == _HUFFMAN else "fixed"
+        parts += [struct.pack("<B", len(key)), key.encode(), struct.pack("<I", arr.size), data]
+    parts.append(struct.pack("<I", zeros.size))
+    if zeros.size:  # entries the step cannot express as zero (fillers under a binary step)
+        parts.append(_stream(zeros, huffman))
+    return head + b"".join(parts), info
 
 
-# -- public API -----------------------------------------------------------------------------------
+def _record(name: str, w: np.ndarray, body: bytes) -> bytes:
+    name_b = name.encode()
+    if len(name_b) > 255 or w.ndim > MAX_NDIM or max(w.shape, default=0) >= 2**32:
+        raise ValueError(f"{name}: name or shape too large for the format")
+    dtype_id = 0 if w.dtype == np.float32 else 1
+    head = struct.pack(f"<B{len(name_b)}sBB{w.ndim}II", len(name_b), name_b, dtype_id, w.ndim,
+                       *w.shape, len(body))  # fmt: skip
+    return head + body
+
+
+def _tensor_names(layer: Layer) -> list[tuple[str, bool]]:
+    """The tensors a file stores for a layer: (local name, is a weight a method acts on)."""
+    params = [k for k in layer.params if "." not in k]
+    params += [k for k in layer.parametrizations if k not in params]
+    buffers = [k for k in layer.buffers if "." not in k]
+    return [(k, layer.weighted and k == "weight") for k in params] + [(b, False) for b in buffers]
+
+
+def _bits_for(layer: Layer, lname: str, index_bits: int | Mapping[str, int] | None) -> int:
+    """Relative-index width of a layer: given, or 8 for a convolution and 5 otherwise (Han)."""
+    has_weight = "weight" in layer.params or "weight" in layer.parametrizations
+    default = 8 if has_weight and np.ndim(layer.get_param("weight")) == 4 else 5
+    if isinstance(index_bits, Mapping):
+        bits = index_bits.get(lname, default)
+    else:
+        bits = default if index_bits is None else index_bits
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 16:
+        raise ValueError(f"index_bits for {lname!r} must be an int in 1 .. 16, got {bits!r}")
+    return int(bits)
+
+
+def _check_flags(sparse: Any, shared: Any, huffman: Any) -> None:
+    for flag, label in ((sparse, "sparse"), (shared, "shared")):
+        if flag is not None and not isinstance(flag, bool):
+            raise TypeError(f"{label} must be True, False or None, got {flag!r}")
+    if not isinstance(huffman, bool):
+        raise TypeError(f"huffman must be True or False, got {huffman!r}")
+
+
+def encoded_tensor(
+    layer: Layer,
+    name: str = "weight",
+    *,
+    sparse: bool | None = None,
+    shared: bool | None = None,
+    huffman: bool = True,
+    index_bits: int | None = None,
+) -> TensorInfo:
+    """How the compressed model file stores tensor ``name`` of ``layer``, and in how many bytes.
+
+    The record is encoded exactly as :func:`save_compressed` encodes it (same options), so
+    ``body_bytes`` is what the file spends on the tensor beyond its record header: the package's
+    one size model (:func:`refimpl.cost.profile` reports it as a parametrized tensor's stored
+    bytes).
+    """
+    _check_flags(sparse, shared, huffman)
+    names = dict(_tensor_names(layer))
+    if name not in names:
+        raise ValueError(f"{type(layer).__name__} has no tensor {name!r}; it has {sorted(names)}")
+    bits = _bits_for(layer, name, index_bits)
+    body, info = _encode(layer, name, weighted=names[name], sparse=sparse, shared=shared,
+                         huffman=huffman, index_bits=bits)  # fmt: skip
+    w = np.asarray(layer.get_param(name) if name in layer.params or name in
+                   layer.parametrizations else layer.buffers[name])  # fmt: skip
+    nbytes = len(_record(name, w, body))
+    return TensorInfo(name, tuple(w.shape), w.dtype.name, body_bytes=len(body), nbytes=nbytes,
+                      **info)  # fmt: skip
+
+
 def dumps_compressed(
     model: Sequential,
     *,
@@ -467,44 +438,23 @@ def dumps_compressed(
     """The bytes :func:`save_compressed` writes (same arguments, without the path)."""
     if type(model) is not Sequential:
         raise TypeError(f"model must be a Sequential, got {type(model).__name__}")
-    for flag, label in ((sparse, "sparse"), (shared, "shared")):
-        if flag is not None and not isinstance(flag, bool):
-            raise TypeError(f"{label} must be True, False or None, got {flag!r}")
-    if not isinstance(huffman, bool):
-        raise TypeError(f"huffman must be True or False, got {huffman!r}")
-    arch = json.dumps({"format": _FORMAT, "model": _describe(model, "")},
-                      separators=(",", ":")).encode("utf-8")
+    _check_flags(sparse, shared, huffman)
+    arch = json.dumps({"format": _FORMAT, "model": model.describe()},
+                      separators=(",", ":")).encode("utf-8")  # fmt: skip
     records = []
-    for lname, layer in _leaf_layers(model):
-        if isinstance(index_bits, Mapping):
-            bits = index_bits.get(lname, 8 if isinstance(layer, Conv2d) else 5)
-        elif index_bits is None:
-            bits = 8 if isinstance(layer, Conv2d) else 5
-        else:
-            bits = index_bits
-        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 16:
-            raise ValueError(f"index_bits for {lname!r} must be an int in 1 .. 16, got {bits!r}")
-        params, buffers = _tensor_names(layer)
-        tensors = [(p, layer.get_param(p)) for p in params] + [(b, layer.buffers[b])
-                                                                 for b in buffers]
-        for local, value in tensors:
-            name = f"{lname}.{local}".encode()
-            arr = np.asarray(value)
-            if arr.dtype not in (np.float32, np.float64):
-                raise TypeError(f"{lname}.{local} has dtype {arr.dtype}; expected float32/64")
-            if len(name) > 255 or arr.ndim > 255 or max(arr.shape, default=0) >= 2**32:
-                raise ValueError(f"{lname}.{local}: name or shape too large for the format")
-            if local == "weight" and type(layer) in (Linear, Conv2d):
-                enc, body = _encode_weight(arr, f"{lname}.{local}", sparse, shared, huffman,
-                                           int(bits))
-            else:
-                enc, body = 0, arr.astype(arr.dtype.newbyteorder("<")).tobytes()
-            dtype_id = 0 if arr.dtype == np.float32 else 1
-            head = struct.pack(f"<B{len(name)}sBBB{arr.ndim}II", len(name), name, enc, dtype_id,
-                               arr.ndim, *arr.shape, len(body))
-            records.append(head + body)
+    for lname, layer in leaf_layers(model):
+        bits = _bits_for(layer, lname, index_bits)
+        for local, weighted in _tensor_names(layer):
+            full = f"{lname}.{local}"
+            w = np.asarray(layer.get_param(local) if local in layer.params or local in
+                           layer.parametrizations else layer.buffers[local])  # fmt: skip
+            if w.dtype not in (np.float32, np.float64):
+                raise TypeError(f"{full} has dtype {w.dtype}; expected float32/64")
+            body, _ = _encode(layer, local, weighted=weighted, sparse=sparse, shared=shared,
+                              huffman=huffman, index_bits=bits)  # fmt: skip
+            records.append(_record(full, w, body))
     parts = [MODEL_MAGIC, struct.pack("<HI", MODEL_VERSION, len(arch)), arch,
-             struct.pack("<I", len(records)), *records]
+             struct.pack("<I", len(records)), *records]  # fmt: skip
     body = b"".join(parts)
     body += struct.pack("<Q", len(body) + 12)
     return body + struct.pack("<I", zlib.crc32(body))
@@ -524,24 +474,25 @@ def save_compressed(
     Parameters
     ----------
     model : Sequential
-        Made of Linear, Conv2d, pooling, activation, Flatten, Dropout, BatchNorm and nested
-        Sequential layers. Parametrized weights (a pruning mask, shared weights) are stored as
-        the weight the layer computes with.
+        Any model whose layers describe themselves (:meth:`~refimpl.nn.Layer.config`): the
+        layers of :mod:`refimpl.nn`, nested ``Sequential`` models and the layers of
+        :mod:`refimpl.quantization`. Parametrized tensors are stored in their deployed form.
     path : str or path-like
         Where to write.
     sparse : bool or None
-        Store Linear/Conv2d weights as relative-index sparse entries: always (True), never
-        (False), or when that takes fewer bits than dense storage (None).
+        Store weights in the sparse layout: always (True), never (False), or (None) whichever
+        of the two takes fewer bytes (sparse for a pruned weight, dense for a full one).
     shared : bool or None
-        Store those weights as a codebook plus one symbol per entry: always (True; at most
-        65,535 distinct nonzero values), never (False), or when the nonzeros take at most 256
-        distinct values and the codebook plus symbols is smaller than the floats, i.e. the
-        layer was quantized (None).
+        Values: (None) as the tensor's chain deploys them (a codebook and symbols for a shared
+        weight, codes and scales for a quantized one, ...), and for a plain weight a codebook
+        when its nonzeros take at most 256 distinct values and that is smaller than floats;
+        (True) a codebook of the distinct values in any case (at most 65,535), the chain's own
+        deployed form if it has one; (False) floats.
     huffman : bool
-        Huffman-code the gap and symbol streams (True) or pack them at a fixed width (False).
-        With True a stream whose Huffman code (with its header and code table) would be longer
-        than the fixed-width packing is packed instead, as happens for a layer of a few hundred
-        weights; :func:`describe_compressed` reports which coding each tensor got.
+        Huffman-code the integer streams (True) or pack them at a fixed width (False). With True
+        a stream whose Huffman code (with its header and code table) would be longer than the
+        fixed-width packing is packed instead, as happens for a layer of a few hundred weights;
+        :func:`describe_compressed` reports which coding each tensor got.
     index_bits : int, dict of layer name to int, or None
         Width of a relative index, 1 .. 16; default 8 for Conv2d and 5 for Linear layers, as in
         Deep Compression.
@@ -553,14 +504,14 @@ def save_compressed(
 
     Notes
     -----
-    The four stages of the chapter are ``sparse=False, shared=False, huffman=False`` (dense
-    float32), ``sparse=True, shared=False, huffman=False`` (pruned, CSR with relative indices),
-    ``sparse=True, shared=True, huffman=False`` (plus weight sharing) and the default with
-    ``huffman=True``. For a sparse shared layer with :math:`m` entries (fillers included),
-    :math:`k` clusters and 32-bit floats, the fixed-width body takes about
-    :math:`m (b + \\lceil \\log_2 (k + 1) \\rceil) + 32 k` bits, as in Deep Compression's
-    accounting; Huffman coding lowers the two per-entry terms to the mean codeword lengths.
-    The format is described in the module docstring.
+    The four stages of chapter 6 are: a dense model with ``sparse=False, shared=False,
+    huffman=False``; the pruned model (a mask in each chain) with ``shared=False,
+    huffman=False``; the pruned and shared model with ``huffman=False``; and the default. For a
+    sparse shared layer with :math:`m` entries (fillers included), :math:`k` clusters and
+    32-bit floats, the fixed-width body takes about :math:`m (b + \\lceil \\log_2 (k + 1)
+    \\rceil) + 32 k` bits, as in Deep Compression's accounting; Huffman coding lowers the two
+    per-entry terms to the mean codeword lengths. The format is described in the module
+    docstring.
 
     References
     ----------
@@ -570,26 +521,178 @@ def save_compressed(
     See chapter 6 of the book, "The compressed model file".
     """
     data = dumps_compressed(model, sparse=sparse, shared=shared, huffman=huffman,
-                            index_bits=index_bits)
+                            index_bits=index_bits)  # fmt: skip
     with open(path, "wb") as fh:
         fh.write(data)
     return len(data)
 
 
-def _expected(model: Sequential) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray], str]]:
-    """Every tensor the model needs: dotted name -> (current value, its store, local key)."""
-    out = {}
-    for lname, layer in _leaf_layers(model):
-        params, buffers = _tensor_names(layer)
-        out.update({f"{lname}.{p}": (layer.params[p], layer.params, p) for p in params})
-        out.update({f"{lname}.{b}": (layer.buffers[b], layer.buffers, b) for b in buffers})
+# -- reading ------------------------------------------------------------------------------------
+def _depth(value: Any, limit: int = 32, what: str = "the architecture") -> int:
+    """Nesting depth of a JSON value, refusing anything deeper than ``limit``."""
+    stack, deepest = [(value, 1)], 0
+    while stack:
+        item, d = stack.pop()
+        if d > limit:
+            raise ValueError(f"compressed model file: {what} nests deeper than {limit}")
+        deepest = max(deepest, d)
+        if isinstance(item, dict):
+            stack.extend((v, d + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, d + 1) for v in item)
+    return deepest
+
+
+@dataclass
+class _Header:
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    body: _Reader
+    start: int
+    body_start: int
+    end: int
+
+
+def _read_headers(r: _Reader, shapes: dict[str, tuple[int, ...]]) -> list[_Header]:
+    """Every record header, checked against the architecture's shapes and the bytes present."""
+    (n_tensors,) = r.unpack("I", "the tensor count")
+    if n_tensors != len(shapes):
+        raise ValueError(f"compressed model file: {n_tensors} tensor records where the "
+                         f"architecture needs {len(shapes)}")  # fmt: skip
+    expected = dict(shapes)
+    out = []
+    for _ in range(n_tensors):
+        start = r.pos
+        name = r.text("B", "a tensor name")
+        dtype_id, ndim = r.unpack("BB", f"the header of {name}")
+        if dtype_id >= len(_DTYPES) or ndim > MAX_NDIM:
+            raise ValueError(f"{name}: unknown dtype {dtype_id} or {ndim} dimensions")
+        shape = tuple(int(s) for s in r.unpack(f"{ndim}I", f"the shape of {name}"))
+        if name not in expected:
+            raise ValueError(f"compressed model file: tensor {name!r} is not part of the model "
+                             "(or appears twice)")  # fmt: skip
+        if expected.pop(name) != shape:
+            raise ValueError(f"compressed model file: {name} has shape {shape}, the layer "
+                             f"needs {shapes[name]}")  # fmt: skip
+        (body_len,) = r.unpack("I", f"the body length of {name}")
+        if r.pos + body_len > r.end:
+            raise ValueError(f"compressed model file is truncated or corrupt: body of {name}")
+        body = _Reader(r.data, r.pos, r.pos + body_len)
+        out.append(
+            _Header(name, _DTYPES[dtype_id], shape, body, start, r.pos, r.pos + body_len)
+        )
+        r.pos += body_len
+    if r.pos != r.end:
+        raise ValueError("compressed model file: unexpected bytes after the last tensor")
     return out
 
 
-def _parse(data: bytes) -> tuple[Sequential, list[TensorInfo]]:
+def _read_body(h: _Header) -> tuple[np.ndarray, TensorInfo]:
+    """The dense tensor of one record (header already checked) and its TensorInfo."""
+    b, name, dtype, shape = h.body, h.name, h.dtype, h.shape
+    size = math.prod(shape)
+    info = {"encoding": "raw", "coding": "-", "index_bits": 0, "n_entries": 0, "n_fillers": 0,
+            "n_clusters": 0, "gap_bytes": 0, "value_bytes": 0, "codebook_bytes": 0}
+    (layout,) = b.unpack("B", f"the layout of {name}")
+    if layout == _SPARSE:
+        index_bits, m = b.unpack("BI", f"the sparse header of {name}")
+        if not 1 <= index_bits <= 16:
+            raise ValueError(f"{name}: index_bits {index_bits} out of range 1 .. 16")
+        if m > size:
+            raise ValueError(f"{name}: {m} stored entries in a tensor of {size}")
+        gaps, cid, gap_bytes = b.stream(m, f"the gap stream of {name}")
+        if gaps.size and gaps.max() >= 1 << index_bits:
+            raise ValueError(f"{name}: a gap does not fit in {index_bits} bits")
+        positions = np.cumsum(gaps.astype(np.int64) + 1) - 1
+        if positions.size and positions[-1] >= size:
+            raise ValueError(f"{name}: entries reach beyond the tensor's {size} entries")
+        keep = np.zeros(size, dtype=bool)
+        keep[positions] = True
+        keep = keep.reshape(shape)
+        info.update(index_bits=index_bits, n_entries=m, gap_bytes=gap_bytes,
+                    coding="huffman" if cid == _HUFFMAN else "fixed")
+    elif layout == _DENSE:
+        m, keep, gaps = size, None, None
+    else:
+        raise ValueError(f"{name}: unknown layout {layout}")
+    (kind,) = b.unpack("B", f"the values kind of {name}")
+    if kind == _FLOATS:
+        values = b.array(dtype, m, f"the values of {name}")
+        info["value_bytes"] = values.nbytes
+        info["encoding"] = "sparse" if layout == _SPARSE else "raw"
+    elif kind == _DEPLOYED:
+        step = b.text("B", f"the step name of {name}")
+        cls = Parametrization.registry.get(step)
+        if cls is None:
+            raise ValueError(f"{name}: unknown parametrization {step!r}")
+        try:
+            config = json.loads(b.text("H", f"the step config of {name}"))
+        except (json.JSONDecodeError, RecursionError) as exc:  # 32,000 brackets recurse
+            raise ValueError(f"{name}: bad step config ({exc})") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"{name}: the step config is not an object")
+        _depth(config, 8, f"the step config of {name}")
+        floats, ints = {}, {}
+        (n_floats,) = b.unpack("B", f"the float-array count of {name}")
+        for _ in range(n_floats):
+            key = b.text("B", f"a float-array name of {name}")
+            dtype_id, count = b.unpack("BI", f"the float array {key} of {name}")
+            if dtype_id >= len(_DTYPES):
+                raise ValueError(f"{name}: unknown dtype {dtype_id} of {key}")
+            floats[key] = b.array(_DTYPES[dtype_id], count, f"the float array {key} of {name}")
+            if not np.isfinite(floats[key]).all():
+                raise ValueError(f"{name}: {key} holds NaN or infinite values")
+            info["codebook_bytes"] += floats[key].nbytes
+        (n_ints,) = b.unpack("B", f"the int-array count of {name}")
+        for _ in range(n_ints):
+            key = b.text("B", f"an int-array name of {name}")
+            (count,) = b.unpack("I", f"the int array {key} of {name}")
+            if count > max(size, m) + 65536:
+                raise ValueError(f"{name}: int array {key} declares {count} values")
+            ints[key], cid, used = b.stream(count, f"the int array {key} of {name}")
+            info["value_bytes"] += used
+            info["coding"] = "huffman" if cid == _HUFFMAN else "fixed"
+        (n_zero,) = b.unpack("I", f"the zero count of {name}")
+        if n_zero > m:
+            raise ValueError(f"{name}: {n_zero} forced zeros among {m} entries")
+        zeros = b.stream(n_zero, f"the zero list of {name}")[0] if n_zero else np.zeros(0)
+        if zeros.size and zeros.max() >= m:
+            raise ValueError(f"{name}: a forced zero beyond the {m} entries")
+        where = keep if keep is not None else np.ones(shape, dtype=bool)
+        try:
+            values = np.asarray(cls.undeploy(Deployed(config, floats, ints), shape, where))
+        except (KeyError, ValueError, IndexError, TypeError) as exc:
+            raise ValueError(f"{name}: {step} cannot rebuild its values ({exc!r})") from None
+        if values.shape != (m,):
+            raise ValueError(f"{name}: {step} rebuilt {values.shape} values where {m} are needed")
+        values = values.astype(dtype)
+        values[zeros.astype(np.int64)] = 0
+        if "symbols" in ints and "codebook" in floats:
+            info["n_clusters"] = int(floats["codebook"].size)
+        prefix = "sparse+" if layout == _SPARSE else ""
+        info["encoding"] = prefix + cls.file_name
+    else:
+        raise ValueError(f"{name}: unknown values kind {kind}")
+    if b.pos != b.end:
+        raise ValueError(f"{name}: {b.end - b.pos} unexpected bytes at the end of its body")
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} holds NaN or infinite values")
+    if layout == _SPARSE:
+        info["n_fillers"] = int(m - np.count_nonzero(values))
+        dense = decode_relative_csr(RelativeCSR(shape, info["index_bits"],
+                                                gaps.astype(np.uint16), values))  # fmt: skip
+    else:
+        dense = values.reshape(shape)
+    return dense, TensorInfo(name, shape, dtype.name, body_bytes=h.end - h.body_start,
+                             nbytes=h.end - h.start, **info)  # fmt: skip
+
+
+def _parse(data: bytes, max_elements: int = MAX_ELEMENTS) -> tuple[Sequential, list[TensorInfo]]:
     """Check and read a whole file; returns the rebuilt model (weights loaded) and the records."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes-like, got {type(data).__name__}")
+    max_elements = check_int(max_elements, "max_elements", 0)
     data = bytes(data)
     if data[:8] != MODEL_MAGIC[: len(data[:8])] or (len(data) >= 8 and data[:8] != MODEL_MAGIC):
         raise ValueError("not a compressed model file (bad magic)")
@@ -608,44 +711,60 @@ def _parse(data: bytes) -> tuple[Sequential, list[TensorInfo]]:
     version, arch_len = r.unpack("HI", "the version")
     if version != MODEL_VERSION:
         raise ValueError(f"compressed model file version {version}; this reader reads "
-                         f"{MODEL_VERSION}")
+                         f"{MODEL_VERSION}")  # fmt: skip
+    if arch_len > MAX_ARCH_BYTES:
+        raise ValueError(f"compressed model file: a {arch_len}-byte architecture (at most "
+                         f"{MAX_ARCH_BYTES})")  # fmt: skip
     try:
         arch = json.loads(r.take(arch_len, "the architecture").decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"compressed model file: bad architecture JSON ({exc})") from None
+    _depth(arch)
     if not isinstance(arch, dict) or arch.get("format") != _FORMAT:
         raise ValueError("compressed model file: the architecture is not a refimpl model")
-    model = _build(arch.get("model"))
-    if type(model) is not Sequential:
+    description = arch.get("model")
+    if not isinstance(description, dict) or description.get("type") != "Sequential":
         raise ValueError("compressed model file: the model is not a Sequential")
-    needed = _expected(model)
-    shapes = {name: v[0].shape for name, v in needed.items()}
-    (n_tensors,) = r.unpack("I", "the tensor count")
+    shapes = Layer.tensor_shapes(description)
+    total = sum(math.prod(s) for s in shapes.values())  # exact: never wraps
+    if total > max_elements:
+        raise ValueError(f"compressed model file: the model has {total:,} entries, more than "
+                         f"max_elements={max_elements:,}")  # fmt: skip
+    headers = _read_headers(r, shapes)
+    tensors = {}
     infos = []
-    for _ in range(n_tensors):
-        name, dense, info = _read_tensor(r, shapes)
-        _, store, key = needed[name]
-        store[key] = dense
+    for h in headers:
+        dense, info = _read_body(h)
+        tensors[h.name] = dense
         infos.append(info)
-    if shapes:
-        raise ValueError(f"compressed model file: tensors missing: {sorted(shapes)}")
-    if r.pos != r.end:
-        raise ValueError("compressed model file: unexpected bytes after the last tensor")
+    model = Layer.build(description)
+    for lname, layer in leaf_layers(model):
+        for local, _ in _tensor_names(layer):
+            store = layer.params if local in layer.params else layer.buffers
+            store[local] = tensors[f"{lname}.{local}"]
+    model.check_finite("compressed model file")
     return model, infos
 
 
-def loads_compressed(data: bytes | bytearray | memoryview) -> Sequential:
+def loads_compressed(
+    data: bytes | bytearray | memoryview, *, max_elements: int = MAX_ELEMENTS
+) -> Sequential:
     """The model held by the bytes of a compressed model file (see :func:`load_compressed`)."""
-    return _parse(data)[0]
+    return _parse(data, max_elements)[0]
 
 
-def load_compressed(path: str | os.PathLike[str]) -> Sequential:
+def load_compressed(
+    path: str | os.PathLike[str], *, max_elements: int = MAX_ELEMENTS
+) -> Sequential:
     """Rebuild the model stored by :func:`save_compressed`, architecture and weights.
 
     Parameters
     ----------
     path : str or path-like
         A file written by :func:`save_compressed`.
+    max_elements : int
+        The largest model (total entries of its tensors) to accept; a file describing a larger
+        one is refused before anything is allocated.
 
     Returns
     -------
@@ -657,14 +776,15 @@ def load_compressed(path: str | os.PathLike[str]) -> Sequential:
     ------
     ValueError
         If the file is truncated, has trailing bytes, fails its CRC-32, has another magic or
-        version, or any field is inconsistent.
+        version, describes too large a model, or any field is inconsistent; the message names
+        the file.
 
     See chapter 6 of the book, "The compressed model file".
     """
     with open(path, "rb") as fh:
         data = fh.read()
     try:
-        return loads_compressed(data)
+        return loads_compressed(data, max_elements=max_elements)
     except ValueError as exc:
         raise ValueError(f"{os.fspath(path)!r}: {exc}") from None
 

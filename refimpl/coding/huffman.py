@@ -12,7 +12,7 @@ See chapter 6 of the book, "Huffman coding".
 * :func:`huffman_encode` writes a self-describing stream (the code travels with the data) and
   :func:`huffman_decode` reads it back. Both are vectorized NumPy: no Python loop runs per symbol.
 
-Stream format (version 1)
+Stream format (version 2)
 -------------------------
 All integers little-endian; the payload is a big-endian bit string (first codeword in the most
 significant bit of the first byte), padded with zero bits to whole bytes.
@@ -21,14 +21,16 @@ significant bit of the first byte), padded with zero bits to whole bytes.
 offset      type                 field
 ==========  ===================  =============================================================
 0           4 bytes              magic ``b"RHUF"``
-4           uint8                version (1)
+4           uint8                version (2)
 5           uint8                flags: bit 0 set = *dense* table (symbols are 0 .. T-1)
 6           uint8                symbol width in bytes ``w`` (1, 2, 4 or 8)
-7           uint8                longest code length ``max_len`` (0 .. 57)
-8           uint8                width in bits of one sync-index entry ``iw`` (0 .. 64)
-9           uint64               number of symbols ``n``
+7           uint8                longest code length ``max_len`` (1 .. 57; 0 if ``n = 0``)
+8           uint8                width in bits of one sync-index entry ``iw`` (0 for one block,
+                                 else 1 .. bit length of ``B * max_len``)
+9           uint64               number of symbols ``n`` (at most ``P``)
 17          uint32               table size ``T``
-21          uint32               block size ``B`` (symbols per sync block, >= 1)
+21          uint32               block size ``B`` (symbols per sync block, 1 ..
+                                 :func:`max_block_size` ``(n)``)
 25          uint64               payload length in bits ``P``
 33          T x uint8            code length of each table symbol (0 = absent, dense only)
 ..          T x ``w`` bytes      the symbols, strictly increasing (sparse table only)
@@ -39,12 +41,19 @@ end - 4     uint32               CRC-32 (zlib) of every preceding byte
 ==========  ===================  =============================================================
 
 The code itself is the canonical code of the stored lengths (:func:`canonical_code`): a decoder
-rebuilds every codeword from the lengths alone. A single distinct symbol gets the empty codeword
-(length 0, an empty payload: its count ``n`` says everything). The *sync index* is our
+rebuilds every codeword from the lengths alone. Every codeword is at least one bit long, so a
+stream can never announce more symbols than its payload has bits: a single distinct symbol,
+whose optimal code is the empty codeword (:func:`huffman_code`), is written with the one-bit
+codeword ``0`` (version 1 gave it zero bits, and a 38-byte stream could then announce
+``2**31`` symbols). The *sync index* is our
 addition, not part of Huffman's method: it records where every ``B``-th codeword starts, which
 costs about ``iw / (B * mean length)`` of the payload (about 0.3% with the default ``B``)
 and lets the decoder run the ``K`` blocks side by side as lanes of one NumPy array; a lane that
-does not end exactly where the next one starts proves the stream corrupt.
+does not end exactly where the next one starts proves the stream corrupt. The decoder takes one
+(vectorized) step per symbol of a block, so ``B`` is bounded by what the encoder ever writes,
+:func:`max_block_size` ``(n)`` = ``min(65536, max(4096, about 2 sqrt(n)))``: the number of
+steps then grows like :math:`\sqrt n`, never like ``n`` (a version-1 stream of 125 KB with one
+block of ``2**32 - 1`` symbols took a million steps).
 
 References
 ----------
@@ -59,6 +68,7 @@ References
 from __future__ import annotations
 
 import heapq
+import math
 import struct
 import zlib
 from collections.abc import Mapping
@@ -74,10 +84,11 @@ __all__ = [
     "huffman_code_lengths",
     "huffman_decode",
     "huffman_encode",
+    "max_block_size",
 ]
 
 HUFFMAN_MAGIC = b"RHUF"
-HUFFMAN_VERSION = 1
+HUFFMAN_VERSION = 2
 _HEADER = struct.Struct("<4sBBBBBQIIQ")
 _CRC = struct.Struct("<I")
 _FLAG_DENSE = 1
@@ -87,6 +98,20 @@ MAX_CODE_LENGTH = 57
 #: path (canonical-code comparison by ``searchsorted``).
 _LUT_BITS = 14
 _CHUNK = 1 << 20  # symbols packed per vectorized pass (bounds the encoder's temporary memory)
+#: Largest sync block the encoder writes and the decoder accepts (see :func:`max_block_size`).
+MAX_BLOCK = 65536
+_UNPACK_CHUNK = 1 << 16  # values unpacked per vectorized pass (bounds the temporary memory)
+
+
+def max_block_size(n: int) -> int:
+    """The largest sync block (symbols per block) a stream of ``n`` symbols may have.
+
+    ``min(65536, max(4096, P))`` with ``P`` the power of two above ``isqrt(n) + 1`` (so about
+    :math:`2\\sqrt n`): at least the block :func:`huffman_encode` picks by itself for any ``n``.
+    The decoder takes one step per symbol of a block, so this bounds its work by
+    :math:`O(\\sqrt n)` steps for ``n`` symbols.
+    """
+    return min(MAX_BLOCK, max(4096, 1 << (math.isqrt(max(int(n), 0)) + 1).bit_length()))
 
 
 # -- the code -----------------------------------------------------------------------------------
@@ -323,12 +348,35 @@ def _pack_fixed(values: np.ndarray, width: int) -> bytes:
 
 
 def _unpack_fixed(data: bytes | np.ndarray, count: int, width: int) -> np.ndarray:
-    """Inverse of :func:`_pack_fixed`: ``count`` values of ``width`` bits, as uint64."""
+    """Inverse of :func:`_pack_fixed`: ``count`` values of ``width`` bits, as uint64.
+
+    ``data`` must hold at least ``ceil(count * width / 8)`` bytes (``ValueError`` otherwise).
+    Each value is cut from the 64-bit big-endian word at its first byte (two words for widths
+    above 57), ``_UNPACK_CHUNK`` values at a time: the temporary memory stays a few MB
+    whatever ``count`` is, and the result takes 8 bytes per value.
+    """
     if count == 0 or width == 0:
         return np.zeros(count, dtype=np.uint64)
-    raw = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
-    bits = np.unpackbits(raw, count=count * width).reshape(count, width).astype(np.uint64)
-    return bits @ (np.uint64(1) << np.arange(width - 1, -1, -1, dtype=np.uint64))
+    if not 1 <= width <= 64:
+        raise ValueError(f"width must lie in 1 .. 64, got {width}")
+    raw = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray)) else data
+    need = (count * width + 7) // 8
+    if raw.size < need:
+        raise ValueError(f"{count} values of {width} bits need {need} bytes, got {raw.size}")
+    buf = np.concatenate((raw[:need], np.zeros(16, dtype=np.uint8)))
+    win = np.ndarray((buf.size - 7,), dtype=">u8", buffer=buf, strides=(1,))  # a view
+    out = np.empty(count, dtype=np.uint64)
+    w64 = np.uint64(width)
+    for start in range(0, count, _UNPACK_CHUNK):
+        off = np.arange(start, min(count, start + _UNPACK_CHUNK), dtype=np.uint64) * w64
+        byte = (off >> np.uint64(3)).astype(np.intp)
+        shift = off & np.uint64(7)
+        hi = win[byte].astype(np.uint64) << shift  # the value's first 64 - shift bits, on top
+        if width > 57:  # the value may reach into a ninth byte: take its bits from there
+            hi |= win[byte + 8].astype(np.uint64) >> (np.uint64(64) - shift) & (
+                np.uint64(0) - (shift > 0).astype(np.uint64))
+        out[start : start + off.size] = hi >> np.uint64(64 - width)
+    return out
 
 
 def _pack_codes(
@@ -387,10 +435,11 @@ def huffman_encode(symbols: Any, *, block_size: int | None = None) -> bytes:
     ----------
     symbols : array-like of int, any shape (flattened in C order)
         The data, e.g. the cluster indices of a layer; values in ``0 .. 2**64 - 1``.
-    block_size : int >= 1, optional
-        Symbols per sync block (see the module docstring). The default is a power of two in
-        512 .. 65536 of at least ``sqrt(n)`` symbols and about 4096 payload bits, so that the
-        index costs about 0.3% of the payload.
+    block_size : int, optional
+        Symbols per sync block (see the module docstring), in ``1 ..``
+        :func:`max_block_size` ``(n)``. The default is a power of two in 512 .. 65536 of at
+        least ``sqrt(n)`` symbols and about 4096 payload bits, so that the index costs about
+        0.3% of the payload.
 
     Returns
     -------
@@ -426,8 +475,12 @@ def huffman_encode(symbols: Any, *, block_size: int | None = None) -> bytes:
     else:
         if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)):
             raise TypeError(f"block_size must be an int, got {type(block_size).__name__}")
-        if not 1 <= block_size < 2**32:
-            raise ValueError(f"block_size must lie in 1 .. 2**32 - 1, got {block_size}")
+        limit = max_block_size(arr.size)
+        if not 1 <= block_size <= limit:
+            raise ValueError(
+                f"block_size must lie in 1 .. {limit} for {arr.size} symbols (see "
+                f"max_block_size), got {block_size}"
+            )
         block = int(block_size)
     return _encode(arr, block)
 
@@ -453,6 +506,8 @@ def _encode(arr: np.ndarray, block: int = 0, lengths: np.ndarray | None = None) 
         slot, table_of = np.arange(present.size), present.size
     if lengths is None:
         lengths = _lengths_from_weights([int(c) for c in pcounts.tolist()])
+        if lengths.size == 1:  # a lone symbol: one bit each, so n never exceeds the payload bits
+            lengths = np.ones(1, dtype=np.int64)
     max_len = int(lengths.max()) if lengths.size else 0
     if max_len > MAX_CODE_LENGTH:
         raise ValueError(
@@ -503,13 +558,18 @@ def _corrupt(msg: str) -> ValueError:
     return ValueError(f"corrupt Huffman stream: {msg}")
 
 
-def huffman_decode(data: bytes | bytearray | memoryview) -> np.ndarray:
+def huffman_decode(
+    data: bytes | bytearray | memoryview, *, max_symbols: int | None = None
+) -> np.ndarray:
     """Decode a stream written by :func:`huffman_encode`.
 
     Parameters
     ----------
     data : bytes-like
         The whole stream (and nothing after it).
+    max_symbols : int, optional
+        Refuse a stream that announces more symbols than this, before decoding anything (a
+        container that knows how many symbols it expects passes that count).
 
     Returns
     -------
@@ -522,7 +582,10 @@ def huffman_decode(data: bytes | bytearray | memoryview) -> np.ndarray:
     ValueError
         If the stream is truncated, has trailing bytes, another magic or version, fails its
         CRC-32, or is inconsistent (lengths that are not a complete prefix code, a sync block
-        that does not end where the next begins, ...). A damaged stream never decodes silently.
+        that does not end where the next begins, more symbols than payload bits, a block
+        larger than :func:`max_block_size`, ...). A damaged stream never decodes silently,
+        and nothing is allocated from a count the stream's bytes cannot back: the output
+        takes at most ``8 * len(data)`` symbols.
 
     Notes
     -----
@@ -531,7 +594,8 @@ def huffman_decode(data: bytes | bytearray | memoryview) -> np.ndarray:
     shifted by the bit), looks up symbol and length in a table of :math:`2^t` entries built from
     the canonical code (:math:`t = \\min(\\ell_{max}, 14)`), and advances by that length.
     Codewords longer than :math:`t` bits are found by comparing the window with the canonical
-    code's limits (``searchsorted``). ``B`` steps decode all ``n`` symbols.
+    code's limits (``searchsorted``). ``min(B, n)`` steps decode all ``n`` symbols, and ``B``
+    is at most :func:`max_block_size` ``(n)``, about :math:`2\\sqrt n`.
 
     See chapter 6 of the book, "Huffman coding".
     """
@@ -546,8 +610,12 @@ def huffman_decode(data: bytes | bytearray | memoryview) -> np.ndarray:
      total_bits) = _HEADER.unpack_from(data)
     if version != HUFFMAN_VERSION:
         raise ValueError(f"Huffman stream version {version}; this reader reads {HUFFMAN_VERSION}")
-    if block < 1:
-        raise _corrupt(f"block size {block}")
+    if max_symbols is not None and n > max_symbols:
+        raise _corrupt(f"{n} symbols where at most {max_symbols} are expected")
+    if n > total_bits:  # every codeword has at least one bit
+        raise _corrupt(f"{n} symbols cannot fit in {total_bits} payload bits")
+    if not 1 <= block <= max_block_size(n):
+        raise _corrupt(f"block size {block} for {n} symbols (at most {max_block_size(n)})")
     dense = bool(flags & _FLAG_DENSE)
     table_bytes = table_size * (1 if dense else 1 + width)
     n_blocks = -(-n // block) if n else 0
@@ -561,17 +629,18 @@ def huffman_decode(data: bytes | bytearray | memoryview) -> np.ndarray:
         raise _corrupt("CRC-32 mismatch (the stream was altered)")
     if flags & ~_FLAG_DENSE or width not in (1, 2, 4, 8):
         raise _corrupt(f"unknown flags {flags} or symbol width {width}")
-    if max_len > MAX_CODE_LENGTH or index_width > 64:
-        raise _corrupt(f"max_len={max_len}, index width={index_width}")
+    if max_len > MAX_CODE_LENGTH or (n > 0) != (max_len > 0):
+        raise _corrupt(f"max_len={max_len} for {n} symbols")
+    if n_blocks > 1 and not 1 <= index_width <= (block * max_len).bit_length():
+        raise _corrupt(f"index width {index_width} for blocks of {block} symbols")
+    if n_blocks <= 1 and index_width:
+        raise _corrupt(f"index width {index_width} for a single block")
     pos = _HEADER.size
     tab = np.frombuffer(data, dtype=np.uint8, count=table_size, offset=pos).astype(np.int64)
     pos += table_size
     if dense:
         syms = np.flatnonzero(tab).astype(np.uint64)
         lengths = tab[tab > 0]
-        if n and table_size and tab.sum() == 0:
-            # single symbol (length 0): the only dense entry allowed to be 0 is the last one
-            syms, lengths = np.array([table_size - 1], dtype=np.uint64), np.zeros(1, np.int64)
     else:
         syms = np.frombuffer(data, dtype=f"<u{width}", count=table_size, offset=pos)
         syms = syms.astype(np.uint64)
@@ -592,9 +661,9 @@ def huffman_decode(data: bytes | bytearray | memoryview) -> np.ndarray:
         return np.zeros(0, dtype=out_dtype)
     if syms.size == 0:
         raise _corrupt(f"{n} symbols but an empty code table")
-    if syms.size == 1:
-        if lengths[0] != 0 or max_len != 0 or total_bits != 0:
-            raise _corrupt("a one-symbol code must have the empty codeword and no payload")
+    if syms.size == 1:  # the one-bit codeword 0 for each symbol (the module docstring)
+        if lengths[0] != 1 or max_len != 1 or total_bits != n or payload.any():
+            raise _corrupt("a one-symbol code must have the codeword 0 and n zero bits")
         return np.full(n, syms[0], dtype=out_dtype)
     if lengths.min() < 1 or int(lengths.max()) != max_len:
         raise _corrupt("code lengths out of range")

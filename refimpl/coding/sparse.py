@@ -205,8 +205,9 @@ def encode_relative_csr(weight: np.ndarray, index_bits: int = 5) -> RelativeCSR:
 def decode_relative_csr(csr: RelativeCSR) -> np.ndarray:
     """The dense tensor of a :class:`RelativeCSR` (inverse of :func:`encode_relative_csr`).
 
-    Raises ``ValueError`` if a gap is too wide for ``index_bits`` or an entry falls outside the
-    shape.
+    Raises ``TypeError`` for gaps that are not integers (floats were truncated) and
+    ``ValueError`` if a gap is negative or too wide for ``index_bits``, or an entry falls
+    outside the shape.
     """
     if not isinstance(csr, RelativeCSR):
         raise TypeError(f"csr must be a RelativeCSR, got {type(csr).__name__}")
@@ -215,6 +216,10 @@ def decode_relative_csr(csr: RelativeCSR) -> np.ndarray:
     gaps = np.asarray(csr.gaps)
     if gaps.shape != np.shape(csr.values) or gaps.ndim != 1:
         raise ValueError("gaps and values must be 1-D arrays of the same length")
+    if gaps.size and (gaps.dtype == bool or not np.issubdtype(gaps.dtype, np.integer)):
+        raise TypeError(f"gaps must be an integer array, got dtype {gaps.dtype}")
+    if gaps.size and int(gaps.min()) < 0:  # a negative gap moved entries backwards
+        raise ValueError(f"gaps must be >= 0, got {int(gaps.min())}")
     if gaps.size and int(gaps.max()) >= 1 << b:
         raise ValueError(f"a gap of {int(gaps.max())} does not fit in index_bits={b}")
     pos = np.cumsum(gaps.astype(np.int64) + 1) - 1

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import DTypeLike
 
-from .idx import _read_bytes, read_idx
+from .idx import MAX_IDX_BYTES, _iter_content, read_idx
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -150,8 +150,12 @@ def _not_found(searched: list[tuple[Path, str, str]], base_url: str) -> FileNotF
 
 
 def _sha256_of_content(path: Path) -> str:
-    """SHA-256 of the file's bytes after gzip decompression (if it is gzip)."""
-    return hashlib.sha256(_read_bytes(path)).hexdigest()
+    """SHA-256 of the file's bytes after gzip decompression (if it is gzip), computed chunk by
+    chunk: a downloaded gzip bomb is never inflated into memory."""
+    digest = hashlib.sha256()
+    for chunk in _iter_content(path, MAX_IDX_BYTES):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _download(dest: Path, base_url: str) -> list[Path]:

@@ -18,6 +18,12 @@ type code  element                 numpy dtype
 The files are often distributed gzip-compressed; :func:`read_idx` recognises gzip by its magic
 bytes (``1f 8b``), not by the file name, so a renamed file still reads.
 
+Reading is checked before anything is allocated from the header: the declared size (computed
+exactly, without overflow) must be at most ``max_bytes``; a raw file must hold exactly that many
+bytes after the header (known from the file's size before any is read); a gzip file is inflated
+only as far as the header declares, plus one byte to prove it ends there, so a small file that
+would inflate to gigabytes is refused after reading what its header announced.
+
 References
 ----------
 .. [1] LeCun, Y., Cortes, C. and Burges, C. J. C. *The MNIST database of handwritten digits*,
@@ -27,14 +33,19 @@ References
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
-__all__ = ["IDX_DTYPES", "read_idx", "write_idx"]
+from ..validation import check_int
+
+__all__ = ["IDX_DTYPES", "MAX_IDX_BYTES", "read_idx", "write_idx"]
 
 #: IDX type code -> big-endian numpy dtype of one element.
 IDX_DTYPES: dict[int, np.dtype] = {
@@ -49,31 +60,64 @@ IDX_DTYPES: dict[int, np.dtype] = {
 _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_NDIM = 255
 _MAX_DIM = 2**32 - 1
+#: The largest payload :func:`read_idx` accepts unless told otherwise (2 GiB; Fashion-MNIST's
+#: largest file holds 47 MB, EMNIST's about 600 MB).
+MAX_IDX_BYTES = 2**31
+_CHUNK = 1 << 20  # bytes inflated per read: a gzip member is never inflated all at once
 
 
 def _codes_text() -> str:
     return ", ".join(f"0x{code:02X} ({dt.name})" for code, dt in IDX_DTYPES.items())
 
 
-def _read_bytes(path: Path) -> bytes:
-    """Return the file's bytes, decompressed if they start with the gzip magic."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] != _GZIP_MAGIC:
-        return raw
+def _as_path(path: str | os.PathLike[str]) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__} {path!r}")
+    return Path(path)
+
+
+def _read(stream: BinaryIO, n: int, path: Path) -> bytes:
+    """Up to ``n`` bytes of ``stream`` (fewer at its end), read ``_CHUNK`` bytes at a time so
+    that nothing is allocated for bytes the stream does not have; gzip errors name the file."""
+    parts, left = [], n
     try:
-        return gzip.decompress(raw)
+        while left > 0:
+            part = stream.read(min(left, _CHUNK))
+            if not part:
+                break
+            parts.append(part)
+            left -= len(part)
     except (EOFError, OSError, zlib.error) as err:  # BadGzipFile is an OSError
-        raise ValueError(f"{path}: corrupt or truncated gzip data ({err})") from err
+        raise ValueError(f"{path}: corrupt or truncated gzip data ({err})") from None
+    return b"".join(parts)
 
 
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+def _iter_content(path: str | os.PathLike[str], limit: int) -> Iterator[bytes]:
+    """The file's bytes in chunks, inflated if they start with the gzip magic; ``ValueError``
+    naming the file past ``limit`` bytes or on corrupt gzip data (memory stays one chunk)."""
+    path = _as_path(path)
+    with open(path, "rb") as f:
+        gz = f.read(2) == _GZIP_MAGIC
+        f.seek(0)
+        stream: BinaryIO = gzip.GzipFile(fileobj=f, mode="rb") if gz else f  # type: ignore
+        total = 0
+        while chunk := _read(stream, _CHUNK, path):
+            total += len(chunk)
+            if total > limit:
+                raise ValueError(f"{path}: more than {limit} bytes of content")
+            yield chunk
+
+
+def read_idx(path: str | os.PathLike[str], *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
     """Read an IDX file, raw or gzip-compressed, into a NumPy array.
 
     Parameters
     ----------
     path : str or os.PathLike
         The file. Gzip compression is detected from the content, not the suffix.
+    max_bytes : int
+        The largest payload (elements times their size) to accept; a header declaring more is
+        refused before anything is read or allocated. Default :data:`MAX_IDX_BYTES`, 2 GiB.
 
     Returns
     -------
@@ -86,10 +130,13 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     ------
     FileNotFoundError
         If the file does not exist.
+    TypeError
+        If ``path`` is not a str or path-like, or ``max_bytes`` not an int.
     ValueError
         If the file is not a well-formed IDX file: a bad magic number, an unknown type code,
-        zero dimensions, a header cut short, a payload shorter or longer than the dimensions
-        say, or corrupt gzip data. The message names the file.
+        zero dimensions, a header cut short, a declared size above ``max_bytes``, a payload
+        shorter or longer than the dimensions say, or corrupt gzip data. The message names
+        the file.
 
     Examples
     --------
@@ -97,8 +144,20 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     >>> images.shape, images.dtype                        # doctest: +SKIP
     ((60000, 28, 28), dtype('uint8'))
     """
-    path = Path(path)
-    data = _read_bytes(path)
+    path = _as_path(path)
+    max_bytes = check_int(max_bytes, "max_bytes", 0)
+    with open(path, "rb") as f:
+        gz = f.read(2) == _GZIP_MAGIC
+        f.seek(0)
+        if gz:
+            with gzip.GzipFile(fileobj=f, mode="rb") as stream:
+                return _parse_idx(stream, path, max_bytes, None)
+        return _parse_idx(f, path, max_bytes, os.fstat(f.fileno()).st_size)
+
+
+def _parse_idx(stream: BinaryIO, path: Path, max_bytes: int, size: int | None) -> np.ndarray:
+    """Read an IDX file from ``stream``; ``size`` is the raw file's length (None for gzip)."""
+    data = _read(stream, 4, path)
     if len(data) < 4:
         raise ValueError(f"{path}: not an IDX file: {len(data)} bytes, shorter than the header")
     zero0, zero1, code, ndim = data[0], data[1], data[2], data[3]
@@ -114,6 +173,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     if ndim == 0:
         raise ValueError(f"{path}: IDX header declares 0 dimensions; need 1 to {_MAX_NDIM}")
     header_len = 4 + 4 * ndim
+    data += _read(stream, header_len - 4, path)
     if len(data) < header_len:
         raise ValueError(
             f"{path}: truncated IDX header: {ndim} dimensions need {header_len} bytes, "
@@ -121,15 +181,32 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         )
     shape = struct.unpack(f">{ndim}I", data[4:header_len])
     dtype = IDX_DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    actual = len(data) - header_len
-    if actual != expected:
-        what = "truncated" if actual < expected else "has extra bytes"
+    expected = math.prod(shape) * dtype.itemsize  # exact: Python ints never overflow
+    if expected > max_bytes:
         raise ValueError(
-            f"{path}: IDX payload {what}: shape {shape} of {dtype.name} needs {expected} bytes "
-            f"after the {header_len}-byte header, the file has {actual}"
+            f"{path}: IDX header declares shape {shape} of {dtype.name}, {expected} bytes, "
+            f"more than max_bytes={max_bytes}"
         )
-    flat = np.frombuffer(data, dtype=dtype, offset=header_len)
+    if size is not None:  # a raw file: its length says everything before a byte is read
+        actual = size - header_len
+        if actual != expected:
+            what = "truncated" if actual < expected else "has extra bytes"
+            raise ValueError(
+                f"{path}: IDX payload {what}: shape {shape} of {dtype.name} needs {expected} "
+                f"bytes after the {header_len}-byte header, the file has {actual}"
+            )
+    payload = _read(stream, expected, path)
+    if len(payload) < expected:
+        raise ValueError(
+            f"{path}: IDX payload truncated: shape {shape} of {dtype.name} needs {expected} "
+            f"bytes after the {header_len}-byte header, the file has {len(payload)}"
+        )
+    if _read(stream, 1, path):  # inflate one byte more, never the rest
+        raise ValueError(
+            f"{path}: IDX payload has extra bytes: shape {shape} of {dtype.name} needs "
+            f"{expected} bytes after the {header_len}-byte header, the file has more"
+        )
+    flat = np.frombuffer(payload, dtype=dtype)
     return flat.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
 
 

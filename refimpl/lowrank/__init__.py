@@ -9,15 +9,34 @@
   (Lebedev et al. 2015).
 * :func:`partial_tucker` and :func:`tucker2_decompose_conv`: a convolution into 1x1, core, 1x1
   (Kim et al. 2016).
+* :func:`activation_aware_factorize`: the SVD of :math:`W L` (:math:`L L^T = X X^T`), which keeps
+  a dense layer's outputs on calibration data rather than its weights.
 
 Every factorization returns ordinary :class:`refimpl.nn.Linear` / :class:`refimpl.nn.Conv2d`
 layers, so the cost model counts them and :func:`refimpl.nn.fit` fine-tunes them;
-:func:`substitute` puts them into a model. See chapter 7 of the book, "Low-rank factorization".
+:func:`refimpl.surgery.substitute` (re-exported here) puts them into a model, and
+:func:`refimpl.timing.time_inference` times the result. See chapter 7 of the book, "Low-rank
+factorization".
 """
 
-from .cp import cp_als, cp_conv_layers, cp_decompose_conv, cp_to_tensor, fold, khatri_rao, unfold
-from .separable import separable_factorize, separable_filters, window_moments
-from .surgery import layer_inputs, relative_output_error, substitute
+from ..surgery.substitute import layer_inputs, relative_output_error, substitute
+from .activation_aware import (
+    ActivationAwareSVD,
+    activation_aware_compress,
+    activation_aware_factorize,
+    activation_aware_svd,
+)
+from .cp import (
+    CPTensor,
+    cp_als,
+    cp_conv_layers,
+    cp_decompose_conv,
+    cp_to_tensor,
+    fold,
+    khatri_rao,
+    unfold,
+)
+from .separable import SeparablePair, separable_factorize, separable_filters, window_moments
 from .svd import (
     energy_kept,
     rank_for_budget,
@@ -27,11 +46,12 @@ from .svd import (
     truncated_svd,
     weight_spectrum,
 )
-from .timing import compare_inference
-from .tucker import mode_dot, partial_tucker, tucker2_decompose_conv, tucker_to_tensor
+from .tucker import TuckerTensor, mode_dot, partial_tucker, tucker2_decompose_conv, tucker_to_tensor
 
 __all__ = [
-    "compare_inference",
+    "CPTensor",
+    "SeparablePair",
+    "TuckerTensor",
     "cp_als",
     "cp_conv_layers",
     "cp_decompose_conv",
@@ -56,4 +76,8 @@ __all__ = [
     "unfold",
     "weight_spectrum",
     "window_moments",
+    "activation_aware_compress",
+    "activation_aware_factorize",
+    "activation_aware_svd",
+    "ActivationAwareSVD",
 ]

@@ -5,19 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn import Conv2d, Linear
-
-RngLike = int | np.random.Generator | None
+from ..validation import RngLike  # noqa: F401 - re-exported to the factorizations
+from ..validation import check_int as _check_int
 
 
 def check_int(value: object, name: str, minimum: int = 1, maximum: int | None = None) -> int:
-    """``value`` as an int in ``[minimum, maximum]``, else TypeError/ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    value = int(value)
-    if value < minimum or (maximum is not None and value > maximum):
-        upper = "" if maximum is None else f" and <= {maximum}"
-        raise ValueError(f"{name} must be >= {minimum}{upper}, got {value}")
-    return value
+    """``value`` as an int in ``[minimum, maximum]`` (:func:`refimpl.validation.check_int`)."""
+    return _check_int(value, name, minimum, maximum)
 
 
 def check_fraction(value: object, name: str, *, open_low: bool = True) -> float:

@@ -22,7 +22,9 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +32,7 @@ from ..nn import Conv2d
 from ._checks import RngLike, check_conv, check_int, check_tensor
 
 __all__ = [
+    "CPTensor",
     "cp_als",
     "cp_conv_layers",
     "cp_decompose_conv",
@@ -135,21 +138,108 @@ def cp_to_tensor(weights: np.ndarray, factors: Sequence[np.ndarray]) -> np.ndarr
     return full.reshape(shape)
 
 
+#: The algebraic (GEVD) start is used only when it fits the tensor at least this well (relative
+#: error of the start); farther from rank R its eigenvectors carry little of the CP structure.
+GEVD_MAX_ERROR = 0.75
+#: Number of random pencils the GEVD start tries; the best-fitting one is kept.
+GEVD_PENCILS = 6
+#: Ranks up to this are accepted for any tensor; above it, a rank must not exceed the largest
+#: rank a tensor of the shape can have, ``size / max(shape)`` (see :func:`cp_als`).
+MAX_OVERCOMPLETE_RANK = 64
+
+
+def _leading_vectors(M: np.ndarray, r: int) -> np.ndarray:
+    """The ``r`` leading left singular vectors of ``M`` (m, n), from its Gram matrix if m <= n."""
+    if M.shape[0] <= M.shape[1]:  # eigh of the small m x m Gram matrix: much cheaper than svd
+        return np.linalg.eigh(M @ M.T)[1][:, ::-1][:, :r]
+    return np.linalg.svd(M, full_matrices=False)[0][:, :r]
+
+
+def _pencil_factors(
+    P1: np.ndarray, P2: np.ndarray, U: np.ndarray, V: np.ndarray, T3: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """(squared residual, A, B, C) of the start from the pencil ``P_k = At diag(d_k) Bt^T``."""
+    rank = P1.shape[0]
+    with np.errstate(all="ignore"):
+        lam, vec = np.linalg.eig(P2 @ np.linalg.pinv(P1))  # = At diag(d_2 / d_1) At^-1
+    At = np.empty((rank, rank))
+    c = 0
+    while c < rank:  # a complex pair spans the same real plane as its real and imaginary parts
+        if lam[c].imag != 0 and c + 1 < rank:
+            At[:, c], At[:, c + 1] = vec[:, c].real, vec[:, c].imag
+            c += 2
+        else:
+            At[:, c] = vec[:, c].real
+            c += 1
+    A = U @ At
+    B = V @ (np.linalg.pinv(At) @ P1).T  # At^-1 P_1 = diag(d_1) Bt^T
+    kr = khatri_rao([A, B])
+    gram = (A.T @ A) * (B.T @ B)
+    C = T3.T @ kr @ np.linalg.pinv(gram, hermitian=True)  # least squares, as an ALS update
+    residual = T3 - kr @ C.T
+    return float(np.sum(residual * residual)), A, B, C
+
+
+def _gevd_start(
+    X: np.ndarray, rank: int, gen: np.random.Generator
+) -> list[np.ndarray] | None:
+    """Factors from the generalized eigenvectors of compressed slices, or None.
+
+    Needs two modes of length >= ``rank`` (``i < j``, the two longest) and the other modes
+    together of length ``nk >= 2``. Returns None when the start fits worse than
+    ``GEVD_MAX_ERROR`` or is not finite. See :func:`cp_als`, Notes.
+    """
+    shape = X.shape
+    i, j = sorted(int(m) for m in np.argsort([-s for s in shape], kind="stable")[:2])
+    rest = [m for m in range(X.ndim) if m not in (i, j)]
+    ni, nj, nk = shape[i], shape[j], int(np.prod([shape[m] for m in rest]))
+    norm_x = float(np.linalg.norm(X))
+    if min(ni, nj) < rank or nk < 2 or norm_x == 0.0:
+        return None
+    T = np.transpose(X, [i, j, *rest]).reshape(ni, nj, nk)
+    T3 = T.reshape(ni * nj, nk)
+    U = _leading_vectors(T.reshape(ni, nj * nk), rank)
+    V = _leading_vectors(np.moveaxis(T, 1, 0).reshape(nj, ni * nk), rank)
+    W = _leading_vectors(T3.T, min(nk, rank))
+    # the compressed core T x1 U^T x2 V^T x3 W^T as slices S_k = At diag(c_k) Bt^T, (k, R, R)
+    core = (U.T @ T.reshape(ni, nj * nk)).reshape(rank, nj, nk).transpose(0, 2, 1) @ V
+    S = np.einsum("akb,kc->cab", core, W)  # core was (R, nk, R)
+    mix = gen.standard_normal((GEVD_PENCILS, 2, S.shape[0]))
+    candidates = [_pencil_factors(*np.tensordot(m, S, axes=1), U, V, T3) for m in mix]
+    sq_err, A, B, C = min(candidates, key=lambda t: t[0] if np.isfinite(t[0]) else np.inf)
+    if not (np.isfinite(sq_err) and np.sqrt(sq_err) / norm_x <= GEVD_MAX_ERROR):
+        return None
+    factors: list[np.ndarray] = [np.empty(0)] * X.ndim
+    factors[i], factors[j] = A, B
+    # each column of C, folded over the other modes, by its best rank-one approximation
+    C_folded = C.T.reshape([rank] + [shape[m] for m in rest])
+    for q, m in enumerate(rest):
+        M = np.moveaxis(C_folded, q + 1, 1).reshape(rank, shape[m], -1)
+        factors[m] = np.linalg.eigh(M @ np.swapaxes(M, 1, 2))[1][:, :, -1].T
+    return factors
+
+
 def _initial_factors(
     X: np.ndarray, rank: int, init: str | Sequence[np.ndarray], gen: np.random.Generator
 ) -> list[np.ndarray]:
     if isinstance(init, str):
         if init not in ("svd", "random"):
             raise ValueError(f"init must be 'svd', 'random' or a list of factors, got {init!r}")
-        factors = []
-        for n, size in enumerate(X.shape):
-            if init == "svd":
-                U = np.linalg.svd(unfold(X, n), full_matrices=False)[0][:, :rank]
-                if U.shape[1] < rank:  # more components than this mode has directions
-                    U = np.hstack([U, gen.standard_normal((size, rank - U.shape[1]))])
-            else:
-                U = gen.standard_normal((size, rank))
-            factors.append(U)
+        if init == "random":
+            factors = [gen.standard_normal((size, rank)) for size in X.shape]
+        else:
+            # random columns where R exceeds the directions of a mode, drawn first (as always,
+            # so the fallback below is the same start as before the GEVD start existed)
+            fills = [gen.standard_normal((size, rank - k)) if k < rank else None
+                     for size, k in ((s, min(s, X.size // s, rank)) for s in X.shape)]
+            factors = None
+            if any(f is not None for f in fills):  # a mode too short for R singular vectors
+                factors = _gevd_start(X, rank, gen)
+            if factors is None:
+                factors = []
+                for n, fill in enumerate(fills):
+                    U = np.linalg.svd(unfold(X, n), full_matrices=False)[0][:, :rank]
+                    factors.append(U if fill is None else np.hstack([U, fill]))
     else:
         factors = [np.array(f, dtype=np.float64) for f in init]
         expected = [(size, rank) for size in X.shape]
@@ -160,45 +250,73 @@ def _initial_factors(
     return [f / np.where(n > 0, n, 1.0) for f, n in zip(factors, norms, strict=True)]
 
 
+@dataclass(frozen=True)
+class CPTensor:
+    """A CP decomposition: ``weights`` (R,), ``factors`` (I_n, R) each, and the relative
+    ``errors`` after each ALS sweep. Unpacks as ``weights, factors``, like tensorly's."""
+
+    weights: np.ndarray
+    factors: list[np.ndarray]
+    errors: list[float]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.weights, self.factors))
+
+    def __getitem__(self, index: int) -> Any:
+        return (self.weights, self.factors)[index]
+
+    def __len__(self) -> int:
+        return 2
+
+    @property
+    def rank(self) -> int:
+        return int(self.weights.size)
+
+    def to_tensor(self) -> np.ndarray:
+        """The tensor :math:`\\sum_r \\lambda_r a^{(1)}_r \\circ \\dots \\circ a^{(N)}_r`."""
+        return cp_to_tensor(self.weights, self.factors)
+
+
 def cp_als(
     tensor: np.ndarray,
     rank: int,
     *,
-    n_iter_max: int = 100,
+    max_iter: int = 100,
     tol: float = 1e-8,
     init: str | Sequence[np.ndarray] = "svd",
     rng: RngLike = None,
-    return_errors: bool = False,
-) -> tuple[np.ndarray, list[np.ndarray]] | tuple[np.ndarray, list[np.ndarray], list[float]]:
+) -> CPTensor:
     """CP decomposition of a tensor by alternating least squares (Kolda and Bader 2009).
 
     Parameters
     ----------
     tensor : ndarray, shape (I_1, ..., I_N), N >= 2
         Real entries; computed in float64.
-    rank : int >= 1
-        Number of rank-one components R.
-    n_iter_max : int >= 1
+    rank : int
+        Number of rank-one components R, at most ``max(64, size / max(shape))``: no tensor
+        needs more than ``size / max(shape)`` terms (one per fiber of its longest mode), and
+        small overcomplete ranks (up to ``MAX_OVERCOMPLETE_RANK`` = 64) are allowed.
+    max_iter : int >= 1
         Maximum number of sweeps (each sweep updates every factor once).
     tol : float >= 0
         Stop when the relative error changes by less than ``tol`` between sweeps.
     init : {"svd", "random"} or sequence of ndarray
-        ``"svd"``: the leading left singular vectors of each unfolding (random columns fill in
-        where R exceeds :math:`I_n`); ``"random"``: standard normal entries; or explicit
-        factors of shapes (I_n, R).
+        ``"svd"``: the leading left singular vectors of each unfolding; where R exceeds the
+        length of a mode, the generalized-eigenvector start of the Notes if it fits (relative
+        error at most ``GEVD_MAX_ERROR`` = 0.75), else random columns fill in. ``"random"``:
+        standard normal entries; or explicit factors of shapes (I_n, R).
     rng : int, numpy.random.Generator or None
-        Seed or generator for the random initial columns.
-    return_errors : bool
-        Also return the relative error after every sweep.
+        Seed or generator for the random initial columns and pencils; the result is a
+        deterministic function of the tensor and ``rng``.
 
     Returns
     -------
-    weights : ndarray, shape (R,)
-        :math:`\\lambda_r \\ge 0`, in decreasing order.
-    factors : list of ndarray, shapes (I_n, R)
-        Unit-norm columns (a zero column stays zero).
-    errors : list of float, only if ``return_errors``
-        :math:`\\|\\mathcal X - \\hat{\\mathcal X}\\|_F / \\|\\mathcal X\\|_F` after each sweep.
+    CPTensor
+        ``weights`` (R,): :math:`\\lambda_r \\ge 0`, in decreasing order; ``factors``, list of
+        (I_n, R) arrays with unit-norm columns (a zero column stays zero); ``errors``: the
+        relative error :math:`\\|\\mathcal X - \\hat{\\mathcal X}\\|_F / \\|\\mathcal X\\|_F`
+        after each sweep. It unpacks as ``weights, factors = cp_als(...)``, as tensorly's
+        ``CPTensor`` does.
 
     Notes
     -----
@@ -218,14 +336,44 @@ def cp_als(
     slowly (the "swamps" of nearly collinear components) and a best rank-R approximation need
     not exist for R > 1 (degeneracy; Kolda and Bader 2009, section 3.3).
 
+    **The start.** Where every mode has at least R directions the start is the leading singular
+    vectors (as tensorly's ``init="svd"``). A convolution kernel at a rank above its kernel
+    width (5 x 5 at R = 8) has modes with fewer, and random columns there make the number of
+    sweeps a draw (8 to over 100 on a planted rank-8 kernel). There the start is built
+    algebraically, as in direct trilinear decomposition [2]_ [3]_: view the tensor as
+    :math:`I \\times J \\times K` (its two longest modes, :math:`I, J \\ge R`, and all the others
+    merged), compress it to the leading R, R and :math:`\\min(K, R)` singular vectors,
+    :math:`S_k = U^T X_k V`, and mix the slices into a pencil
+    :math:`P_1 = \\sum_k \\alpha_k S_k`, :math:`P_2 = \\sum_k \\beta_k S_k`. For an exact CP
+    tensor :math:`P_m = \\tilde A D_m \\tilde B^T` with diagonal :math:`D_m`, so
+
+    .. math:: P_2 P_1^{-1} = \\tilde A\\, D_2 D_1^{-1} \\tilde A^{-1},
+
+    whose eigenvectors are the columns of :math:`\\tilde A` (a complex pair is replaced by its
+    real and imaginary parts), :math:`A = U \\tilde A`, :math:`B = V\\, (\\tilde A^{-1} P_1)^T`,
+    and the merged factor :math:`C` follows by least squares; each column of :math:`C`,
+    folded back over the merged modes, gives them its best rank-one approximation.
+    ``GEVD_PENCILS`` = 6 random pencils (:math:`\\alpha, \\beta` standard normal from ``rng``)
+    are tried and the one whose start fits best is kept. For a tensor of rank R the start is
+    exact; near rank R it converges in a few sweeps (5 to 7 on the planted rank-8 kernel with
+    10% noise, for each of 10 seeds). Far from rank R (a trained kernel, start error above
+    ``GEVD_MAX_ERROR``) the pencil's eigenvectors say little and the random fill is kept.
+
     References
     ----------
     .. [1] Kolda, T. G. and Bader, B. W. (2009) Tensor decompositions and applications. SIAM
        Review 51(3), 455-500.
+    .. [2] Sanchez, E. and Kowalski, B. R. (1990) Tensorial resolution: a direct trilinear
+       decomposition. Journal of Chemometrics 4(1), 29-45.
+    .. [3] Leurgans, S. E., Ross, R. T. and Abel, R. B. (1993) A decomposition for three-way
+       arrays. SIAM Journal on Matrix Analysis and Applications 14(4), 1064-1083.
     """
     X = check_tensor(tensor, "tensor", min_ndim=2)
-    rank = check_int(rank, "rank", 1)
-    n_iter_max = check_int(n_iter_max, "n_iter_max", 1)
+    # Every tensor is a sum of size / max(shape) rank-one terms (one per fiber of its longest
+    # mode), so a larger rank is never needed; it would only allocate R x R Gram matrices
+    # (rank=10**7 asked NumPy for 728 TiB). Small overcomplete ranks cost nothing: allowed.
+    rank = check_int(rank, "rank", 1, max(MAX_OVERCOMPLETE_RANK, X.size // max(X.shape)))
+    max_iter = check_int(max_iter, "max_iter", 1)
     if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or tol < 0:
         raise ValueError(f"tol must be a float >= 0, got {tol!r}")
     gen = np.random.default_rng(rng)
@@ -236,7 +384,7 @@ def cp_als(
     weights = np.ones(rank)
     norm_x = float(np.linalg.norm(X))
     errors: list[float] = []
-    for _ in range(n_iter_max):
+    for _ in range(max_iter):
         for n in range(n_modes):
             others = [m for m in range(n_modes) if m != n]
             V = np.prod(np.stack([grams[m] for m in others]), axis=0)
@@ -254,9 +402,7 @@ def cp_als(
     order = np.argsort(-weights, kind="stable")
     weights = weights[order]
     factors = [f[:, order] for f in factors]
-    if return_errors:
-        return weights, factors, errors
-    return weights, factors
+    return CPTensor(weights, factors, errors)
 
 
 def cp_conv_layers(
@@ -324,7 +470,7 @@ def cp_decompose_conv(
     conv: Conv2d,
     rank: int,
     *,
-    n_iter_max: int = 100,
+    max_iter: int = 100,
     tol: float = 1e-8,
     init: str = "svd",
     rng: RngLike = None,
@@ -337,7 +483,7 @@ def cp_decompose_conv(
         Weight (C_out, C_in, kH, kW), groups=1; not modified.
     rank : int >= 1
         Number of CP components R (the width of the three inner layers).
-    n_iter_max, tol, init, rng
+    max_iter, tol, init, rng
         Passed to :func:`cp_als`.
 
     Returns
@@ -362,6 +508,6 @@ def cp_decompose_conv(
     """
     conv = check_conv(conv)
     weights, factors = cp_als(
-        conv.weight, rank, n_iter_max=n_iter_max, tol=tol, init=init, rng=rng
+        conv.weight, rank, max_iter=max_iter, tol=tol, init=init, rng=rng
     )
     return cp_conv_layers(conv, weights, factors)

@@ -20,6 +20,9 @@ References
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.linalg
 from numpy.lib.stride_tricks import sliding_window_view
@@ -27,7 +30,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..nn import Conv2d
 from ._checks import check_conv, check_int
 
-__all__ = ["separable_factorize", "separable_filters", "window_moments"]
+__all__ = [
+    "SeparablePair","separable_factorize", "separable_filters", "window_moments"]
 
 
 def window_moments(
@@ -139,14 +143,26 @@ def _solve_spd(G: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         return scipy.linalg.lstsq(G, rhs, lapack_driver="gelsy")[0]
 
 
+@dataclass(frozen=True)
+class SeparablePair:
+    """The two convolutions of a separable factorization and the refinement's error history.
+    Unpacks as ``vertical, horizontal``."""
+
+    vertical: Conv2d
+    horizontal: Conv2d
+    history: list[float]
+
+    def __iter__(self) -> Iterator[Conv2d]:
+        return iter((self.vertical, self.horizontal))
+
+
 def separable_factorize(
     conv: Conv2d,
     rank: int,
     *,
     inputs: np.ndarray | None = None,
     n_iter: int = 10,
-    return_history: bool = False,
-) -> tuple[Conv2d, Conv2d] | tuple[Conv2d, Conv2d, list[float]]:
+) -> SeparablePair:
     """Replace a convolution by a vertical ``kH x 1`` and a horizontal ``1 x kW`` convolution.
 
     Parameters
@@ -160,20 +176,17 @@ def separable_factorize(
         filters are refined to reproduce the layer's outputs on them.
     n_iter : int >= 0
         Alternating least squares sweeps of the refinement (ignored without ``inputs``).
-    return_history : bool
-        Also return the data reconstruction error before and after every half-sweep.
 
     Returns
     -------
-    vertical : Conv2d
-        ``C_in -> K``, kernel (kH, 1), stride (sH, 1), padding (pH, 0), no bias.
-    horizontal : Conv2d
-        ``K -> C_out``, kernel (1, kW), stride (1, sW), padding (0, pW), with bias.
-    history : list of float, only if ``return_history``
-        Relative data error :math:`\\operatorname{tr}(D \\Sigma D^T)^{1/2} /
-        \\operatorname{tr}(W_0 \\Sigma W_0^T)^{1/2}` with :math:`D = \\hat W - W_0`: the first
-        entry is the SVD start, then one entry per least-squares update (never increasing).
-        Empty without ``inputs``.
+    SeparablePair
+        ``vertical``: ``C_in -> K``, kernel (kH, 1), stride (sH, 1), padding (pH, 0), no bias;
+        ``horizontal``: ``K -> C_out``, kernel (1, kW), stride (1, sW), padding (0, pW), with
+        bias; ``history``: the relative data error
+        :math:`\\operatorname{tr}(D \\Sigma D^T)^{1/2} / \\operatorname{tr}(W_0 \\Sigma
+        W_0^T)^{1/2}` with :math:`D = \\hat W - W_0`, first of the SVD start, then after each
+        least-squares update (never increasing; empty without ``inputs``). It unpacks as
+        ``vertical, horizontal = separable_factorize(...)``.
 
     Notes
     -----
@@ -250,6 +263,4 @@ def separable_factorize(
     h_layer.params["weight"] = horizontal[:, :, None, :].astype(dtype)
     if bias is not None:
         h_layer.params["bias"] = bias.astype(dtype)
-    if return_history:
-        return v_layer, h_layer, history
-    return v_layer, h_layer
+    return SeparablePair(v_layer, h_layer, history)

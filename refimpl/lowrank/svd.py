@@ -26,8 +26,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..nn import Conv2d, Linear, Sequential
+from ..surgery.substitute import substitute
 from ._checks import check_fraction, check_int, check_linear
-from .surgery import substitute
 
 __all__ = [
     "energy_kept",

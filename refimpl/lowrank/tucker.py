@@ -23,7 +23,9 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +33,8 @@ from ..nn import Conv2d
 from ._checks import check_conv, check_int, check_tensor
 from .cp import unfold
 
-__all__ = ["mode_dot", "partial_tucker", "tucker2_decompose_conv", "tucker_to_tensor"]
+__all__ = ["mode_dot", "TuckerTensor",
+    "partial_tucker", "tucker2_decompose_conv", "tucker_to_tensor"]
 
 
 def mode_dot(tensor: np.ndarray, matrix: np.ndarray, mode: int) -> np.ndarray:
@@ -86,16 +89,39 @@ def _leading_left_vectors(matrix: np.ndarray, rank: int) -> np.ndarray:
     return vectors[:, ::-1][:, :rank]
 
 
+@dataclass(frozen=True)
+class TuckerTensor:
+    """A (partial) Tucker decomposition: ``core``, ``factors`` with orthonormal columns for the
+    compressed ``modes``, and the relative ``errors`` of the start and each sweep. Unpacks as
+    ``core, factors``, like tensorly's ``TuckerTensor``."""
+
+    core: np.ndarray
+    factors: list[np.ndarray]
+    modes: list[int]
+    errors: list[float]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.core, self.factors))
+
+    def __getitem__(self, index: int) -> Any:
+        return (self.core, self.factors)[index]
+
+    def __len__(self) -> int:
+        return 2
+
+    def to_tensor(self) -> np.ndarray:
+        return tucker_to_tensor(self.core, self.factors, self.modes)
+
+
 def partial_tucker(
     tensor: np.ndarray,
     ranks: Sequence[int],
     modes: Sequence[int],
     *,
-    n_iter_max: int = 50,
+    max_iter: int = 50,
     tol: float = 1e-10,
     init: str = "hosvd",
-    return_errors: bool = False,
-) -> tuple[np.ndarray, list[np.ndarray]] | tuple[np.ndarray, list[np.ndarray], list[float]]:
+) -> TuckerTensor:
     """Tucker decomposition of a tensor along some of its modes (HOSVD, then HOOI).
 
     Parameters
@@ -105,22 +131,19 @@ def partial_tucker(
         Rank for each entry of ``modes``, ``1 <= ranks[j] <= I_{modes[j]}``.
     modes : sequence of int
         Distinct modes to compress; the others are kept whole in the core.
-    n_iter_max : int >= 0
+    max_iter : int >= 0
         HOOI sweeps after the HOSVD start (0 gives the truncated HOSVD).
     tol : float >= 0
         Stop when the relative error changes by less than ``tol``.
     init : {"hosvd"}
         Start (the only one offered: it is deterministic).
-    return_errors : bool
-        Also return the relative error after the start and after every sweep.
 
     Returns
     -------
-    core : ndarray
-        ``tensor`` with mode ``modes[j]`` reduced to ``ranks[j]``.
-    factors : list of ndarray, shapes (I_{modes[j]}, ranks[j])
-        Orthonormal columns.
-    errors : list of float, only if ``return_errors``
+    TuckerTensor
+        ``core``: ``tensor`` with mode ``modes[j]`` reduced to ``ranks[j]``; ``factors``: arrays
+        of shapes (I_{modes[j]}, ranks[j]) with orthonormal columns; ``modes``; ``errors``: the
+        relative error after the start and after every sweep. Unpacks as ``core, factors``.
 
     Notes
     -----
@@ -142,7 +165,7 @@ def partial_tucker(
         check_int(r, f"ranks[{j}]", 1, X.shape[m])
         for j, (r, m) in enumerate(zip(ranks, modes, strict=True))
     ]
-    n_iter_max = check_int(n_iter_max, "n_iter_max", 0)
+    max_iter = check_int(max_iter, "max_iter", 0)
     if init != "hosvd":
         raise ValueError(f"init must be 'hosvd', got {init!r}")
     if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or tol < 0:
@@ -157,7 +180,7 @@ def partial_tucker(
     factors = [_leading_left_vectors(unfold(X, m), r) for m, r in zip(modes, ranks, strict=True)]
     core = tucker_to_tensor(X, [U.T for U in factors], modes)
     errors = [error(core, factors)]
-    for _ in range(n_iter_max):
+    for _ in range(max_iter):
         for j, m in enumerate(modes):
             others = [k for k in range(len(modes)) if k != j]
             Y = tucker_to_tensor(X, [factors[k].T for k in others], [modes[k] for k in others])
@@ -166,9 +189,7 @@ def partial_tucker(
         errors.append(error(core, factors))
         if abs(errors[-2] - errors[-1]) < tol:
             break
-    if return_errors:
-        return core, factors, errors
-    return core, factors
+    return TuckerTensor(core, factors, modes, errors)
 
 
 def tucker2_decompose_conv(
@@ -176,7 +197,7 @@ def tucker2_decompose_conv(
     rank_in: int,
     rank_out: int,
     *,
-    n_iter_max: int = 50,
+    max_iter: int = 50,
     tol: float = 1e-10,
 ) -> tuple[Conv2d, Conv2d, Conv2d]:
     """Replace a convolution by 1x1, a small kH x kW core, and 1x1 (Tucker-2 of its kernel).
@@ -189,7 +210,7 @@ def tucker2_decompose_conv(
         Channels after the first 1x1 convolution (Kim et al.'s :math:`R_3`).
     rank_out : int, 1 <= rank_out <= C_out
         Output channels of the core convolution (Kim et al.'s :math:`R_4`).
-    n_iter_max, tol
+    max_iter, tol
         HOOI sweeps and tolerance (see :func:`partial_tucker`).
 
     Returns
@@ -215,7 +236,7 @@ def tucker2_decompose_conv(
     rank_in = check_int(rank_in, "rank_in", 1, conv.in_channels)
     rank_out = check_int(rank_out, "rank_out", 1, conv.out_channels)
     core, (u_out, u_in) = partial_tucker(
-        conv.weight, [rank_out, rank_in], [0, 1], n_iter_max=n_iter_max, tol=tol
+        conv.weight, [rank_out, rank_in], [0, 1], max_iter=max_iter, tol=tol
     )
     dtype = conv.weight.dtype
     kh, kw = conv.kernel_size

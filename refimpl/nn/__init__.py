@@ -3,6 +3,7 @@
 See chapter 2 of the book, "Foundations".
 """
 
+from .blocks import ChannelShuffle, Concat, GlobalAvgPool2d, Residual
 from .gradcheck import GradcheckResult, gradcheck, numerical_gradient, relative_error
 from .layers import (
     AvgPool2d,
@@ -20,8 +21,8 @@ from .layers import (
 )
 from .losses import CrossEntropyLoss, MSELoss, log_softmax, softmax
 from .optim import SGD, Adam, CosineAnnealingLR, LRScheduler, Optimizer, StepLR
-from .parametrize import Mask, Parametrization
-from .sequential import Sequential, load_state_file
+from .parametrize import Deployed, Mask, Parametrization
+from .sequential import Sequential, leaf_layers, load_state_file, weighted_layers
 from .train import (
     Evaluation,
     History,
@@ -38,12 +39,16 @@ __all__ = [
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "ChannelShuffle",
+    "Concat",
     "Conv2d",
     "CosineAnnealingLR",
     "CrossEntropyLoss",
+    "Deployed",
     "Dropout",
     "Evaluation",
     "Flatten",
+    "GlobalAvgPool2d",
     "GradcheckResult",
     "History",
     "LRScheduler",
@@ -55,6 +60,7 @@ __all__ = [
     "Optimizer",
     "Parametrization",
     "ReLU",
+    "Residual",
     "SGD",
     "Sequential",
     "Sigmoid",
@@ -66,10 +72,12 @@ __all__ = [
     "fit",
     "forward_through",
     "gradcheck",
+    "leaf_layers",
     "load_state_file",
     "log_softmax",
     "numerical_gradient",
     "predict",
     "relative_error",
     "softmax",
+    "weighted_layers",
 ]

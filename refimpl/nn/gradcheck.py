@@ -109,13 +109,14 @@ def gradcheck(
         snapshot = copy.deepcopy(layer)
         layer.forward(x, train=train)
         grad_in = layer.backward(proj)
-        grads = {k: v.copy() for k, v in layer.grads.items()}
+        # named walks, so that a container (Sequential, Concat, ...) has its layers' checked
+        grads = {k: v.copy() for k, v in layer.named_grads()}
         # Training-mode BatchNorm changes its running statistics on every call; restore them
         # so every evaluation sees the same layer.
         layer = snapshot
         result.errors["input"] = relative_error(grad_in, numerical_gradient(loss, x, eps))
         if check_params:
-            for key, value in layer.params.items():
+            for key, value in layer.named_parameters():
                 if key not in grads:
                     raise ValueError(f"backward did not fill the gradient of {key!r}")
                 result.errors[key] = relative_error(

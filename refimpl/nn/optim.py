@@ -12,16 +12,13 @@ import math
 
 import numpy as np
 
+from ..validation import check_float, check_int
 from .layers import Layer
 
 
 def _check(value: float, name: str, low: float, high: float = math.inf, *, open_low=False) -> float:
-    value = float(value)
-    ok = (value > low if open_low else value >= low) and value < high
-    if not ok:
-        bracket = "(" if open_low else "["
-        raise ValueError(f"{name} must lie in {bracket}{low}, {high}), got {value}")
-    return value
+    return check_float(value, name, low, None if high == math.inf else high, open_low=open_low,
+                       open_high=True)  # fmt: skip
 
 
 class Optimizer:
@@ -100,6 +97,8 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(lr)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair of floats, got {betas!r}")
         self.beta1 = _check(betas[0], "betas[0]", 0.0, 1.0)
         self.beta2 = _check(betas[1], "betas[1]", 0.0, 1.0)
         self.eps = _check(eps, "eps", 0.0, open_low=True)
@@ -145,9 +144,7 @@ class StepLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
         super().__init__(optimizer)
-        if int(step_size) < 1:
-            raise ValueError(f"step_size must be >= 1, got {step_size}")
-        self.step_size = int(step_size)
+        self.step_size = check_int(step_size, "step_size", 1)  # 2.5 was truncated to 2
         self.gamma = _check(gamma, "gamma", 0.0, open_low=True)
 
     def lr_at(self, epoch: int) -> float:
@@ -162,9 +159,7 @@ class CosineAnnealingLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:  # noqa: N803
         super().__init__(optimizer)
-        if int(T_max) < 1:
-            raise ValueError(f"T_max must be >= 1, got {T_max}")
-        self.T_max = int(T_max)
+        self.T_max = check_int(T_max, "T_max", 1)
         self.eta_min = _check(eta_min, "eta_min", 0.0)
 
     def lr_at(self, epoch: int) -> float:

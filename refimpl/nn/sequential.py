@@ -1,46 +1,39 @@
-"""A container of named layers, with PyTorch-style names and a checked, pickle-free file format."""
+"""A container of named layers, with PyTorch-style names and a checked, pickle-free file format.
+
+The state file of :meth:`Sequential.save` is an ``.npz`` archive (one ``.npy`` member per
+tensor, named by its dotted name) with three more members: ``__format__`` (the string
+``"refimpl-state-dict"``), ``__version__`` (the integer 1) and ``__count__`` (the number of
+tensors). :func:`load_state_file` reads it without pickle and without trusting it: the members'
+``.npy`` headers (names, dtypes, shapes) are read first and checked against the format, the
+limits and, when loading into a model, the model's own tensors; only then is each member read,
+bounded by the size its header declares (so a deflated member cannot inflate beyond it), and
+its CRC-32 checked.
+"""
 
 from __future__ import annotations
 
 import copy
+import math
 import os
 import zipfile
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .layers import (
-    AvgPool2d,
-    BatchNorm1d,
-    BatchNorm2d,
-    Conv2d,
-    Dropout,
-    Flatten,
-    Layer,
-    Linear,
-    MaxPool2d,
-    ReLU,
-    Sigmoid,
-    Tanh,
-)
-
-_PREFIX = {
-    Linear: "fc",
-    Conv2d: "conv",
-    MaxPool2d: "pool",
-    AvgPool2d: "pool",
-    ReLU: "relu",
-    Tanh: "tanh",
-    Sigmoid: "sigmoid",
-    Flatten: "flatten",
-    Dropout: "drop",
-    BatchNorm1d: "bn",
-    BatchNorm2d: "bn",
-}
+from ..validation import check_int
+from .layers import Layer
 
 FORMAT_MAGIC = "refimpl-state-dict"
 FORMAT_VERSION = 1
+#: The largest state (total entries of its tensors) :func:`load_state_file` reads when not
+#: loading into a model (which sets the limit itself): 2**27 entries, 512 MiB of float32.
+MAX_STATE_ELEMENTS = 2**27
+_META = ("__format__", "__version__", "__count__")
+_MAX_MEMBERS = 1 << 16
+_CHUNK = 1 << 20
 
 
 class Sequential(Layer):
@@ -79,7 +72,7 @@ class Sequential(Layer):
                 name, layer = item
             else:
                 layer = item
-                prefix = _PREFIX.get(type(layer), type(layer).__name__.lower())
+                prefix = type(layer).prefix or type(layer).__name__.lower()
                 counts[prefix] = counts.get(prefix, 0) + 1
                 name = f"{prefix}{counts[prefix]}"
             if not isinstance(layer, Layer):
@@ -89,6 +82,44 @@ class Sequential(Layer):
             if name in self.layers:
                 raise ValueError(f"duplicate layer name {name!r}")
             self.layers[name] = layer
+
+    # -- self-description -------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """``{"layers": [{"name": ..., "type": ..., **config}, ...]}``, nested as the model is."""
+        return {"layers": [{"name": n, **layer.describe()} for n, layer in self.layers.items()]}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
+        layers = config.get("layers")
+        if not isinstance(layers, list) or set(config) != {"layers"}:
+            raise ValueError("a Sequential is described by one list, 'layers'")
+        items = []
+        for sub in layers:
+            name = sub.get("name") if isinstance(sub, dict) else None
+            if not isinstance(name, str):
+                raise ValueError("every layer of a Sequential needs a name")
+            items.append((name, Layer.build({k: v for k, v in sub.items() if k != "name"}, name)))
+        return cls(*items)
+
+    @classmethod
+    def param_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        layers = config.get("layers")
+        if not isinstance(layers, list) or set(config) != {"layers"}:
+            raise ValueError("a Sequential is described by one list, 'layers'")
+        out: dict[str, tuple[int, ...]] = {}
+        names = set()
+        for sub in layers:
+            name = sub.get("name") if isinstance(sub, dict) else None
+            if not isinstance(name, str) or not name or "." in name or name in names:
+                raise ValueError(f"bad or repeated layer name {name!r} in a Sequential")
+            names.add(name)
+            rest = {k: v for k, v in sub.items() if k != "name"}
+            out.update(Layer.tensor_shapes(rest, f"{name}."))
+        return out
+
+    def check_finite(self, source: str = "state") -> None:
+        for name, layer in self.layers.items():
+            layer.check_finite(f"{source}: layer {name!r}")
 
     # -- container --------------------------------------------------------------------------
     def named_layers(self) -> Iterator[tuple[str, Layer]]:
@@ -155,7 +186,7 @@ class Sequential(Layer):
         layer = self.layers.get(layer_name)
         if layer is None:
             raise KeyError(key)
-        if isinstance(layer, Sequential):
+        if hasattr(layer, "_store_of"):  # a nested container (Sequential, Concat, ...)
             return layer._store_of(local)
         if local in layer.params:
             return layer.params, local
@@ -187,35 +218,68 @@ class Sequential(Layer):
         state.update({k: v.copy() for k, v in self.named_buffers()})
         return state
 
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> Sequential:
-        """Load arrays saved by :meth:`state_dict`; names and shapes must match exactly."""
-        expected = set(self.state_dict())
-        given = set(state)
-        if expected != given:
-            missing, extra = sorted(expected - given), sorted(given - expected)
-            hint = ""
-            if any(".orig" in k or ".mask" in k for k in extra):
-                hint = " (the file holds parametrized tensors: parametrize the model the same way)"
-            raise ValueError(f"state dict mismatch: missing {missing}, unexpected {extra}{hint}")
-        for key in sorted(expected):
-            self.set_parameter(key, state[key])
+    def _tensors(self) -> dict[str, np.ndarray]:
+        """The model's own parameter and buffer arrays under dotted names (not copies)."""
+        out = dict(self.named_parameters())
+        out.update(self.named_buffers())
+        return out
+
+    def load_state_dict(
+        self, state: Mapping[str, Any], *, source: str = "state dict"
+    ) -> Sequential:
+        """Load arrays saved by :meth:`state_dict`; return ``self``.
+
+        Names, shapes and kinds must match the model exactly (a float array for a float
+        tensor, an integer one for indices; float64 into float32 is cast), and every value
+        must be finite, with no negative variance (:meth:`Layer.check_finite`). Everything is
+        checked before anything is assigned: a state refused for any tensor leaves the model
+        as it was. ``source`` names the origin in error messages (the file, for :meth:`load`).
+        """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a mapping of names to arrays, got "
+                            f"{type(state).__name__}")  # fmt: skip
+        own = self._tensors()
+        _check_names(own, set(state), source)
+        staged = {}
+        for key in own:
+            value = state[key]
+            if not isinstance(value, np.ndarray):
+                value = np.asarray(value)
+            _check_like(key, value.dtype, value.shape, own[key], source)
+            staged[key] = value.astype(own[key].dtype, copy=True)
+        old = {key: self._store_of(key) for key in own}
+        for key, (store, local) in old.items():
+            store[local] = staged[key]
+        try:
+            self.check_finite(source)
+        except ValueError:
+            for key, (store, local) in old.items():
+                store[local] = own[key]
+            raise
         return self
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the state dict to an ``.npz`` file with a format marker and version."""
+        """Write the state dict to exactly ``path`` (no suffix added): an ``.npz`` archive with
+        a format marker, version and count (see the module docstring)."""
         state = self.state_dict()
-        np.savez(
-            path,
-            __format__=np.array(FORMAT_MAGIC),
-            __version__=np.array(FORMAT_VERSION),
-            __count__=np.array(len(state)),
-            **state,
-        )
+        with open(path, "wb") as fh:
+            np.savez(
+                fh,
+                __format__=np.array(FORMAT_MAGIC),
+                __version__=np.array(FORMAT_VERSION),
+                __count__=np.array(len(state)),
+                **state,
+            )
 
     def load(self, path: str | os.PathLike[str]) -> Sequential:
-        """Read a file written by :meth:`save` (without pickle) into this model."""
-        self.load_state_dict(load_state_file(path))
-        return self
+        """Read a file written by :meth:`save` (without pickle) into this model.
+
+        The file's names, dtypes and shapes are checked against the model from the members'
+        headers before any tensor is read, and nothing is assigned unless every tensor is
+        valid (see :meth:`load_state_dict`). Errors are ``ValueError`` naming the file.
+        """
+        state = load_state_file(path, like=self._tensors())
+        return self.load_state_dict(state, source=repr(os.fspath(path)))
 
     def replace(self, name: str, new: Layer | list[tuple[str, Layer]]) -> Sequential:
         """A new model with layer ``name`` replaced by ``new``; the other layers are copied.
@@ -241,28 +305,198 @@ class Sequential(Layer):
         return "Sequential(\n" + "\n".join(lines) + "\n)"
 
 
-def load_state_file(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+def leaf_layers(model: Layer, prefix: str = "") -> Iterator[tuple[str, Layer]]:
+    """Yield ``(dotted name, layer)`` for every layer of ``model`` that is not a container.
+
+    Nested containers (a :class:`Sequential`, or any layer with ``named_layers()``, such as
+    :class:`~refimpl.nn.Concat`) are walked in order (``"block1.conv2"``); a single layer
+    yields itself under ``prefix`` (empty by default).
+    """
+    if not isinstance(model, Layer):
+        raise TypeError(f"model must be a refimpl.nn layer or model, got {type(model).__name__}")
+    if not _is_container(model):
+        yield prefix, model
+        return
+    for name, layer in model.named_layers():
+        yield from leaf_layers(layer, f"{prefix}{name}.") if _is_container(layer) else (
+            (f"{prefix}{name}", layer),
+        )
+
+
+def _is_container(layer: Layer) -> bool:
+    """Whether ``layer`` holds other layers (``named_layers()``) instead of computing itself."""
+    return isinstance(layer, Sequential) or callable(getattr(layer, "named_layers", None))
+
+
+def weighted_layers(model: Layer) -> Iterator[tuple[str, Layer]]:
+    """The one walk over a model's weighted layers: ``(dotted name, layer)`` for each leaf layer
+    whose class sets ``weighted = True`` (dense and convolution layers), in order.
+
+    Every method that acts on "all the weights" (pruning, quantization, the size model) uses it.
+    """
+    for name, layer in leaf_layers(model):
+        if layer.weighted:
+            yield name, layer
+
+
+def _check_names(own: Mapping[str, np.ndarray], given: set[str], source: str) -> None:
+    expected = set(own)
+    if expected != given:
+        missing, extra = sorted(expected - given), sorted(given - expected)
+        hint = ""
+        if any(".orig" in k or ".mask" in k for k in extra):
+            hint = " (the file holds parametrized tensors: parametrize the model the same way)"
+        raise ValueError(f"{source}: state dict mismatch: missing {missing}, unexpected "
+                         f"{extra}{hint}")  # fmt: skip
+
+
+def _check_like(
+    key: str, dtype: np.dtype, shape: tuple[int, ...], own: np.ndarray, source: str
+) -> None:
+    """A value of ``dtype`` and ``shape`` may replace the model's array ``own``."""
+    if tuple(shape) != own.shape:
+        raise ValueError(f"{source}: {key} must have shape {own.shape}, got {tuple(shape)}")
+    if dtype.kind not in "biuf" or not np.can_cast(dtype, own.dtype, casting="same_kind"):
+        raise ValueError(f"{source}: {key} must be of a kind castable to {own.dtype}, got "
+                         f"dtype {dtype}")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Member:
+    info: zipfile.ZipInfo
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    fortran: bool
+    nbytes: int
+
+
+def _npy_header(fh: Any, where: str) -> tuple[np.dtype, tuple[int, ...], bool]:
+    """dtype, shape and order of an ``.npy`` stream, read from its header only."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, SyntaxError, TypeError) as exc:
+        raise ValueError(f"{where}: not a valid .npy header ({exc})") from None
+    if dtype.hasobject:
+        raise ValueError(f"{where} holds Python objects (pickled data), which a refimpl state "
+                         "file never does")  # fmt: skip
+    return dtype, tuple(int(s) for s in shape), bool(fortran)
+
+
+def _read_member(zf: zipfile.ZipFile, m: _Member, where: str) -> np.ndarray:
+    """The array of one member, read bounded by its header's size; CRC-32 checked."""
+    with zf.open(m.info) as fh:
+        _npy_header(fh, where)
+        parts, left = [], m.nbytes
+        while left > 0:
+            part = fh.read(min(left, _CHUNK))
+            if not part:
+                raise ValueError(f"{where} is truncated: {left} of {m.nbytes} bytes missing")
+            parts.append(part)
+            left -= len(part)
+        if fh.read(1):  # reaching the member's end also checks its CRC-32
+            raise ValueError(f"{where} has more bytes than its header declares")
+    flat = np.frombuffer(b"".join(parts), dtype=m.dtype)
+    return np.array(flat.reshape(m.shape, order="F" if m.fortran else "C"), order="C")
+
+
+def load_state_file(
+    path: str | os.PathLike[str],
+    *,
+    like: Mapping[str, np.ndarray] | None = None,
+    max_elements: int = MAX_STATE_ELEMENTS,
+) -> dict[str, np.ndarray]:
     """Read and check a file written by :meth:`Sequential.save`; return its arrays.
 
-    Raises ``ValueError`` if the file is not such a file, has another version, or is corrupt
-    (a truncated or altered archive fails its CRC check).
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    like : mapping of str to ndarray, optional
+        The tensors the file must hold (a model's, as :meth:`Sequential.load` passes): names,
+        shapes and dtype kinds are checked against them from the members' headers, before any
+        tensor is read.
+    max_elements : int
+        Without ``like``, the largest number of entries (all tensors together) to accept.
+
+    Returns
+    -------
+    dict of str to ndarray
+        The tensors under their dotted names.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, if it is not such a file (not a zip archive, no format marker), has
+        another version (an integer: 1.7 is not 1), a member that is not a plain numeric
+        ``.npy`` array (pickled objects are refused from the header), a count, name, dtype or
+        shape that does not match, more entries than allowed, or is corrupt (a truncated or
+        altered archive fails its CRC-32 check).
     """
+    where = repr(os.fspath(path))
+    max_elements = check_int(max_elements, "max_elements", 0)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            keys = set(data.files)
-            if "__format__" not in keys or str(data["__format__"]) != FORMAT_MAGIC:
-                raise ValueError(f"{os.fspath(path)!r} is not a refimpl state file")
-            version = int(data["__version__"])
-            if version != FORMAT_VERSION:
-                raise ValueError(
-                    f"{os.fspath(path)!r} has format version {version}; "
-                    f"this refimpl reads version {FORMAT_VERSION}"
-                )
-            arrays = {k: data[k] for k in keys if not k.startswith("__")}
-            if int(data["__count__"]) != len(arrays):
-                raise ValueError(f"{os.fspath(path)!r} is truncated: array count mismatch")
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
-        if isinstance(exc, FileNotFoundError):
+        with zipfile.ZipFile(path) as zf:
+            return _read_state(zf, where, like, max_elements)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error,
+            NotImplementedError, RuntimeError, UnicodeDecodeError) as exc:  # fmt: skip
+        if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
             raise
-        raise ValueError(f"{os.fspath(path)!r} is corrupt or truncated: {exc}") from exc
-    return arrays
+        raise ValueError(f"{where} is corrupt or truncated: {exc}") from None
+
+
+def _read_state(
+    zf: zipfile.ZipFile, where: str, like: Mapping[str, np.ndarray] | None, max_elements: int
+) -> dict[str, np.ndarray]:
+    infos = zf.infolist()
+    if len(infos) > _MAX_MEMBERS:
+        raise ValueError(f"{where} is not a refimpl state file: {len(infos)} members")
+    members: dict[str, _Member] = {}
+    for info in infos:
+        name = info.filename
+        if not name.endswith(".npy") or name[:-4] in members:
+            raise ValueError(f"{where} is not a refimpl state file: member {name!r}")
+        with zf.open(info) as fh:
+            dtype, shape, fortran = _npy_header(fh, f"{where}: {name[:-4]}")
+            header_len = fh.tell()
+        nbytes = math.prod(shape) * dtype.itemsize
+        if info.file_size != header_len + nbytes:
+            raise ValueError(f"{where}: member {name!r} holds {info.file_size} bytes, its "
+                             f"header declares {header_len + nbytes}")  # fmt: skip
+        members[name[:-4]] = _Member(info, dtype, shape, fortran, nbytes)
+    # the format marker, version and count: small scalars of the right kinds
+    meta = {}
+    for key, kind in zip(_META, ("U", "iu", "iu"), strict=True):
+        m = members.pop(key, None)
+        if m is None or m.shape != () or m.dtype.kind not in kind:
+            if key == "__format__":
+                raise ValueError(f"{where} is not a refimpl state file")
+            raise ValueError(f"{where}: {key} must be an integer scalar")
+        meta[key] = _read_member(zf, m, f"{where}: {key}").item()
+    if meta["__format__"] != FORMAT_MAGIC:
+        raise ValueError(f"{where} is not a refimpl state file")
+    if meta["__version__"] != FORMAT_VERSION:
+        raise ValueError(f"{where} has format version {meta['__version__']}; this refimpl "
+                         f"reads version {FORMAT_VERSION}")  # fmt: skip
+    if meta["__count__"] != len(members):
+        raise ValueError(f"{where} is truncated: array count mismatch")
+    for key, m in members.items():
+        if m.dtype.kind not in "biuf":
+            raise ValueError(f"{where}: {key} has dtype {m.dtype}, not a numeric array")
+    # against the model, or against the limit: all from the headers
+    if like is not None:
+        _check_names(like, set(members), where)
+        for key, m in members.items():
+            _check_like(key, m.dtype, m.shape, like[key], where)
+    else:
+        total = sum(math.prod(m.shape) for m in members.values())
+        if total > max_elements:
+            raise ValueError(f"{where}: {total:,} entries, more than max_elements="
+                             f"{max_elements:,}")  # fmt: skip
+    return {key: _read_member(zf, m, f"{where}: {key}") for key, m in members.items()}

@@ -9,6 +9,7 @@ gradient), ``on_step_end(model, step)`` and ``on_epoch_end(model, epoch, history
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..data.batches import iterate_minibatches
+from ..validation import check_int
 from .layers import Layer
 from .losses import CrossEntropyLoss
 from .optim import LRScheduler, Optimizer
@@ -60,6 +62,7 @@ def _check_data(data: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def predict(model: Layer, X: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
     """Outputs of ``model`` in evaluation mode, computed batch by batch. Shape (N, K)."""
+    batch_size = check_int(batch_size, "batch_size", 1)
     outs = [model.forward(X[i : i + batch_size], train=False) for i in range(0, len(X), batch_size)]
     return np.concatenate(outs, axis=0)
 
@@ -73,6 +76,7 @@ def forward_through(
     data-driven refinement of a factorized layer). ``stop = -1`` runs no layer and returns
     ``X`` as an array.
     """
+    batch_size = check_int(batch_size, "batch_size", 1)
     layers = list(model)[: stop + 1]
     X = np.asarray(X)
     if not layers:
@@ -87,16 +91,27 @@ def forward_through(
 
 
 def evaluate(
-    model: Layer, data: tuple[np.ndarray, np.ndarray], *, batch_size: int = 1000, loss: Any = None
+    model: Layer,
+    data: tuple[np.ndarray, np.ndarray],
+    *,
+    batch_size: int = 1000,
+    loss: Any = None,
+    teacher: Layer | None = None,
 ) -> Evaluation:
-    """Mean loss and accuracy of ``model`` on ``data = (X, y)`` in evaluation mode."""
+    """Mean loss and accuracy of ``model`` on ``data = (X, y)`` in evaluation mode.
+
+    With a ``teacher`` (see :func:`fit`), the loss is called as ``loss(output, y,
+    teacher_output)``.
+    """
     X, y = _check_data(data, "data")
+    batch_size = check_int(batch_size, "batch_size", 1)
     loss_fn = loss if loss is not None else CrossEntropyLoss()
+    _check_teacher(teacher, model, loss)
     total, correct = 0.0, 0
     for i in range(0, len(X), batch_size):
         xb, yb = X[i : i + batch_size], y[i : i + batch_size]
         out = model.forward(xb, train=False)
-        total += loss_fn(out, yb) * len(xb)
+        total += _batch_loss(loss_fn, out, yb, xb, teacher) * len(xb)
         if yb.ndim == 1:
             correct += int((out.argmax(axis=1) == yb).sum())
     return Evaluation(
@@ -117,6 +132,7 @@ def fit(
     scheduler: LRScheduler | None = None,
     callbacks: Sequence[Any] = (),
     verbose: bool = True,
+    teacher: Layer | None = None,
 ) -> History:
     """Train ``model`` by mini-batch gradient descent and return its :class:`History`.
 
@@ -145,23 +161,52 @@ def fit(
         ``on_epoch_end(model, epoch, history)``.
     verbose : bool
         Print one short line per epoch (to stdout); ``False`` prints nothing.
+    teacher : Layer, optional
+        Knowledge distillation: a trained model run in evaluation mode on every batch, whose
+        output is passed to the loss as a third argument, ``loss(output, y, teacher_output)``
+        (so ``loss`` must accept it, e.g. :class:`refimpl.distill.DistillationLoss`). The
+        teacher is never updated. See chapter 8, "Knowledge distillation".
+
+    Raises
+    ------
+    FloatingPointError
+        When training stops making sense: the loss of a batch is NaN or infinite, a gradient
+        (after the callbacks' ``on_before_step``) holds NaN or infinite values, or a parameter
+        does after the optimizer's update. The message names the epoch, the step (counted
+        from 1 over the whole run), the batch within the epoch and the tensor, and says
+        whether the batch's inputs held NaN (one NaN pixel makes the loss NaN, since NaN
+        propagates through every layer) or the run diverged (lower the learning rate). The
+        update of a batch with a non-finite loss or gradient is not applied. An update that
+        makes a parameter non-finite shows in the next batch's loss, or, after the last batch
+        of an epoch, in the check of the parameters that ends every epoch.
+    TypeError, ValueError
+        For bad arguments (``batch_size < 1``, ``epochs < 0``, ...), naming the argument.
     """
     X, y = _check_data(train_data, "train_data")
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+    batch_size = check_int(batch_size, "batch_size", 1)
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be an Optimizer, got {type(optimizer).__name__}")
     gen = np.random.default_rng(rng)
     loss_fn = loss if loss is not None else CrossEntropyLoss()
+    _check_teacher(teacher, model, loss)
     history = History()
     step = 0
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         total, correct, seen = 0.0, 0, 0
         history.lr.append(optimizer.lr)
-        for xb, yb in iterate_minibatches(X, y, batch_size, shuffle=True, rng=gen):
+        batches = iterate_minibatches(X, y, batch_size, shuffle=True, rng=gen)
+        for batch, (xb, yb) in enumerate(batches, start=1):
+            where = f"epoch {epoch}, step {step + 1} (batch {batch} of the epoch)"
             out = model.forward(xb, train=True)
-            total += loss_fn(out, yb) * len(xb)
+            batch_loss = _batch_loss(loss_fn, out, yb, xb, teacher)
+            if not math.isfinite(batch_loss):
+                raise FloatingPointError(
+                    f"fit stopped: the loss is {batch_loss} at {where}; {_cause(xb, optimizer)}"
+                )
+            total += batch_loss * len(xb)
             if yb.ndim == 1:
                 correct += int((out.argmax(axis=1) == yb).sum())
             seen += len(xb)
@@ -169,15 +214,29 @@ def fit(
             for cb in callbacks:
                 if hasattr(cb, "on_before_step"):
                     cb.on_before_step(model)
+            bad = _first_non_finite(model.named_grads())
+            if bad is not None:
+                raise FloatingPointError(
+                    f"fit stopped: the gradient of {bad} holds NaN or infinite values at "
+                    f"{where}; {_cause(xb, optimizer)}"
+                )
             optimizer.step(model)
             step += 1
             for cb in callbacks:
                 if hasattr(cb, "on_step_end"):
                     cb.on_step_end(model, step)
+        # a parameter made non-finite by an update makes the next batch's loss non-finite;
+        # this catches the last update of the epoch
+        bad = _first_non_finite(model.named_parameters())
+        if bad is not None:
+            raise FloatingPointError(
+                f"fit stopped: {bad} holds NaN or infinite values after epoch {epoch} (step "
+                f"{step}); {_cause(xb, optimizer)}"
+            )
         history.loss.append(total / seen)
         history.accuracy.append(correct / seen)
         if val_data is not None:
-            ev = evaluate(model, val_data, loss=loss_fn)
+            ev = evaluate(model, val_data, loss=loss_fn, teacher=teacher)
             history.val_loss.append(ev.loss)
             history.val_accuracy.append(ev.accuracy)
         if scheduler is not None:
@@ -193,6 +252,45 @@ def fit(
                 line += f"  val_acc {history.val_accuracy[-1]:.4f}"
             print(line + f"  ({history.seconds[-1]:.1f} s)", file=sys.stdout, flush=True)
     return history
+
+
+def _check_teacher(teacher: Any, model: Layer, loss: Any) -> None:
+    """A teacher must be another layer or model, and comes with a loss that takes its output."""
+    if teacher is None:
+        return
+    if not isinstance(teacher, Layer):
+        raise TypeError(f"teacher must be a refimpl.nn layer or model, got "
+                        f"{type(teacher).__name__}")  # fmt: skip
+    if teacher is model:
+        raise ValueError("teacher must be another model than the one trained (copy it first: "
+                         "teacher=model.copy())")  # fmt: skip
+    if loss is None:
+        raise TypeError("a teacher needs a loss that takes its output, e.g. "
+                        "refimpl.distill.DistillationLoss(temperature, alpha)")  # fmt: skip
+
+
+def _batch_loss(loss_fn: Any, out: np.ndarray, yb: np.ndarray, xb: np.ndarray,
+                teacher: Layer | None) -> float:  # fmt: skip
+    """The loss of one batch; with a teacher, its output on the batch is the third argument."""
+    if teacher is None:
+        return loss_fn(out, yb)
+    return loss_fn(out, yb, teacher.forward(xb, train=False))
+
+
+def _first_non_finite(named: Any) -> str | None:
+    """Name of the first array of ``(name, array)`` pairs holding NaN or an infinity."""
+    for name, value in named:
+        if value is not None and not np.isfinite(value).all():
+            return name
+    return None
+
+
+def _cause(xb: np.ndarray, optimizer: Optimizer) -> str:
+    """What most likely made training produce a non-finite number, for the error message."""
+    if np.issubdtype(np.asarray(xb).dtype, np.floating) and not np.isfinite(xb).all():
+        return "the batch's inputs hold NaN or infinite values (clean the data)"
+    return (f"the training diverged: lower the learning rate (lr={optimizer.lr:g}) or check "
+            "the loss and the model's initial weights")  # fmt: skip
 
 
 def accuracy(
@@ -219,6 +317,7 @@ def finetune(
     loss: Any = None,
     callbacks: Sequence[Any] = (),
     verbose: bool = False,
+    teacher: Layer | None = None,
 ) -> Layer:
     """Retrain a compressed ``model`` in place on ``data`` with :func:`fit`; return the model.
 
@@ -241,6 +340,10 @@ def finetune(
     batch_size, rng, loss, callbacks, verbose
         As in :func:`fit`; ``rng`` (the shuffles' seed) defaults to 0, and nothing is printed
         unless ``verbose``.
+    teacher : Layer, optional
+        Fine-tune by distillation from ``teacher`` (as in :func:`fit`; give a ``loss`` such as
+        :class:`refimpl.distill.DistillationLoss`), for instance from the uncompressed model:
+        ``finetune(pruned, data, teacher=original, loss=DistillationLoss(4, 0.9))``.
     """
     from .optim import SGD
 
@@ -256,5 +359,6 @@ def finetune(
         loss=loss,
         callbacks=callbacks,
         verbose=verbose,
+        teacher=teacher,
     )
     return model

@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from ..nn import Conv2d, Linear, Sequential
+from ..nn import Sequential
 from ..nn.layers import Layer
+from ..validation import RngLike
 from .neuron_criteria import _per_unit, _pooled, _units, _weight
 
 __all__ = [
@@ -41,7 +42,6 @@ __all__ = [
     "random_scores",
 ]
 
-RngLike = int | np.random.Generator | None
 
 
 def l1_filter_scores(layer: Layer | np.ndarray) -> np.ndarray:
@@ -358,15 +358,16 @@ class SoftFilterPruning:
         kept = {}
         for name, s in self.sparsity.items():
             layer = model[name]
-            if not isinstance(layer, (Conv2d, Linear)):
+            if not layer.weighted:
                 raise TypeError(f"layer {name!r} is a {type(layer).__name__}, not Conv2d/Linear")
             keep = select_per_layer(l2_filter_scores(layer), s)
             drop = np.setdiff1d(np.arange(_units(layer)), keep)
-            key = "weight.orig" if "weight.orig" in layer.params else "weight"
-            if key not in layer.params:
+            try:
+                key = layer.trained_tensor("weight")  # soft pruning zeroes the values, not a mask
+            except ValueError:
                 raise ValueError(
                     f"layer {name!r}: SoftFilterPruning needs a plain or masked weight"
-                )
+                ) from None
             layer.params[key][drop] = 0
             kept[name] = keep
         return kept

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..nn import Mask, Optimizer
+from ..nn import Optimizer
 from ..nn.layers import Layer
 from .magnitude import prunable_layers
 
@@ -116,17 +116,6 @@ def group_soft_threshold(weight: np.ndarray, threshold: float, group: str = "fil
     return (w * scale).astype(w.dtype)
 
 
-def _stored_weight_key(layer: Layer, name: str) -> str:
-    p = layer.parametrizations.get("weight")
-    if p is None:
-        return "weight"
-    if isinstance(p, Mask):
-        return "weight.orig"
-    raise ValueError(
-        f"layer {name!r}: GroupLasso needs a plain or masked weight, not {type(p).__name__}"
-    )
-
-
 class GroupLasso:
     """Fit callback adding Wen et al.'s group-lasso term, by proximal step or subgradient.
 
@@ -204,17 +193,14 @@ class GroupLasso:
         if self.proximal:
             return
         for name, layer in prunable_layers(model, self.layers).items():
-            key = _stored_weight_key(layer, name)
             g = self._lam_of(name) * group_lasso_grad(layer.weight, self.group)
-            if key == "weight.orig":
-                g = g * layer.buffers["weight.mask"]
-            layer.grads[key] = layer.grads[key] + g.astype(layer.grads[key].dtype)
+            layer.add_grad("weight", g.astype(layer.weight.dtype))
 
     def on_step_end(self, model: Layer, step: int) -> None:
         if not self.proximal:
             return
         for name, layer in prunable_layers(model, self.layers).items():
-            key = _stored_weight_key(layer, name)
+            key = layer.trained_tensor("weight")  # the plain weight, or a masked weight's base
             t = self.optimizer.lr * self._lam_of(name)
             axes = _axes(layer.weight.ndim, self.group)
             n = np.sqrt(np.sum(layer.weight.astype(np.float64) ** 2, axis=axes, keepdims=True))

@@ -94,7 +94,7 @@ def random_reinit(model: Layer, *, rng: int | np.random.Generator | None = None)
     for _, layer in prunable_layers(model).items():
         w = layer.weight
         bound = 1.0 / np.sqrt(w[0].size)
-        for key in ("weight.orig", "weight", "bias"):
+        for key in (layer.trained_tensor("weight"), "bias"):
             if key in layer.params:
                 p = layer.params[key]
                 layer.params[key] = gen.uniform(-bound, bound, p.shape).astype(p.dtype)

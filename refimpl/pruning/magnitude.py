@@ -17,8 +17,9 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from ..nn import Conv2d, Linear, Mask
+from ..nn import Mask, weighted_layers
 from ..nn.layers import Layer
+from ..validation import check_shape, check_sparsity
 
 __all__ = [
     "check_sparsity",
@@ -38,20 +39,6 @@ __all__ = [
     "sparsity_report",
 ]
 
-
-def check_sparsity(sparsity: float, name: str = "sparsity") -> float:
-    """Return ``sparsity`` as a float after checking that it lies in ``[0, 1)``.
-
-    ``sparsity`` is always the fraction of entries *removed* (torch's ``amount``).
-    """
-    if isinstance(sparsity, (bool, np.bool_)) or not isinstance(
-        sparsity, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"{name} must be a float in [0, 1), got {type(sparsity).__name__}")
-    value = float(sparsity)
-    if not (math.isfinite(value) and 0.0 <= value < 1.0):
-        raise ValueError(f"{name} must lie in [0, 1) (the fraction removed), got {sparsity!r}")
-    return value
 
 
 def _as_weight(weight: np.ndarray, name: str = "weight") -> np.ndarray:
@@ -248,7 +235,7 @@ def prunable_layers(model: Layer, layers: Iterable[str] | None = None) -> dict[s
     """
     if not hasattr(model, "named_layers"):
         raise TypeError(f"model must be a Sequential, got {type(model).__name__}")
-    found = {n: lay for n, lay in model.named_layers() if isinstance(lay, (Linear, Conv2d))}
+    found = dict(weighted_layers(model))
     if layers is None:
         return found
     if isinstance(layers, str):
@@ -268,21 +255,13 @@ def current_masks(model: Layer, layers: Iterable[str] | None = None) -> dict[str
     """The current weight mask of each prunable layer (all ``True`` if not masked).
 
     Returns a dict of layer name to a bool array shaped like that layer's weight, e.g. (300, 784)
-    for LeNet-300-100's ``fc1``. Raises ``ValueError`` if a weight carries a parametrization
-    other than :class:`~refimpl.nn.Mask`.
+    for LeNet-300-100's ``fc1``. The mask is the weight chain's :class:`~refimpl.nn.Mask`,
+    wherever it sits in the chain (a pruned, then shared weight still reports its mask).
     """
     out = {}
     for name, layer in prunable_layers(model, layers).items():
-        p = layer.parametrizations.get("weight")
-        if p is None:
-            out[name] = np.ones(layer.weight.shape, dtype=bool)
-        elif isinstance(p, Mask):
-            out[name] = layer.buffers["weight.mask"].astype(bool)
-        else:
-            raise ValueError(
-                f"layer {name!r} has a {type(p).__name__} parametrization on its weight; "
-                "prune before other parametrizations, or remove it first"
-            )
+        mask = Mask.of(layer, "weight")
+        out[name] = np.ones(layer.weight.shape, dtype=bool) if mask is None else mask
     return out
 
 
@@ -310,14 +289,15 @@ def apply_masks(model: Layer, masks: Mapping[str, np.ndarray]) -> Layer:
 
     Notes
     -----
-    The installed mask is :math:`M_{new} \\wedge M_{old}`: an entry removed earlier is never
-    revived. This is the one place where the pruning methods of this package touch a model.
+    The installed mask is :math:`M_{new} \\wedge M_{old}` (:meth:`refimpl.nn.Mask.update`):
+    an entry removed earlier is never revived, and a weight that is already shared or quantized
+    keeps its chain, with the mask updated in it. This is the one place where the pruning
+    methods of this package touch a model.
     """
     layers = prunable_layers(model, list(masks))
-    old = current_masks(model, list(masks))
+    checked = {n: _check_mask(masks[n], layer.weight.shape) for n, layer in layers.items()}
     for name, layer in layers.items():
-        new = _check_mask(masks[name], layer.weight.shape)
-        layer.parametrize("weight", Mask(new & old[name]))
+        Mask.update(layer, "weight", checked[name], mode="and")
     return model
 
 
@@ -517,9 +497,7 @@ def random_mask(
     -------
     mask : ndarray of bool, shape ``shape``
     """
-    shape = tuple(int(d) for d in shape)
-    if any(d < 1 for d in shape):
-        raise ValueError(f"shape must have positive dimensions, got {shape}")
+    shape = check_shape(shape, "shape")  # (2.5, 3) was silently truncated to (2, 3)
     gen = np.random.default_rng(rng)
     return mask_from_scores(gen.random(shape), sparsity)
 

@@ -15,17 +15,6 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from ..nn import (
-    AvgPool2d,
-    Conv2d,
-    Dropout,
-    Flatten,
-    Linear,
-    MaxPool2d,
-    ReLU,
-    Sigmoid,
-    Tanh,
-)
 from ..nn.layers import Layer
 from ..nn.losses import softmax
 from .magnitude import prunable_layers, prune_by_scores
@@ -88,45 +77,19 @@ def _second_order_backward(
     wanted: set[str],
     out: dict[str, np.ndarray],
 ) -> None:
-    """Propagate the diagonal h = d2E/dy^2 backwards; add weight diagonals into ``out``."""
+    """Propagate the diagonal h = d2E/dy^2 backwards; add weight diagonals into ``out``.
+
+    Each layer takes its own step (:meth:`refimpl.nn.Layer.second_order_backward`): squared
+    weights for dense and convolution layers, 0/1 routing for ReLU and pooling, ``f'(a)^2`` for
+    tanh and the logistic function.
+    """
     for (name, layer), x in zip(reversed(layers), reversed(inputs), strict=True):
-        first = layer is layers[0][1]
-        if isinstance(layer, Linear):
-            w = layer.weight.astype(np.float64)
-            if name in wanted:
-                out[name] += h.T @ (x.astype(np.float64) ** 2)
-            if not first:
-                h = h @ (w**2)
-        elif isinstance(layer, Conv2d):
-            # the second-order pass of a convolution is the first-order backward pass of the same
-            # convolution with squared weights applied to the squared input
-            sq = Conv2d(
-                layer.in_channels,
-                layer.out_channels,
-                layer.kernel_size,
-                stride=layer.stride,
-                padding=layer.padding,
-                groups=layer.groups,
-                bias=False,
-            )
-            sq.params["weight"] = layer.weight.astype(np.float64) ** 2
-            sq.forward(x.astype(np.float64) ** 2)
-            dx = sq.backward(h)
-            if name in wanted:
-                out[name] += sq.grads["weight"]
-            h = dx
-        elif isinstance(layer, (ReLU, MaxPool2d, Flatten, Dropout)):
-            # 0/1 routing coefficients: squaring them changes nothing
-            h = layer.backward(h)
-        elif isinstance(layer, (Tanh, Sigmoid)):
-            h = layer.backward(layer.backward(h))  # f'(a)^2 h (LM: the f'' term is dropped)
-        elif isinstance(layer, AvgPool2d):
-            kh, kw = layer.kernel_size
-            h = layer.backward(h) / (kh * kw)  # coefficients 1/(kh kw), squared
-        else:
-            raise TypeError(
-                f"hessian_diagonal does not support layer {name!r} of type {type(layer).__name__}"
-            )
+        try:
+            h, hw = layer.second_order_backward(h, x)
+        except TypeError as exc:
+            raise TypeError(f"hessian_diagonal: layer {name!r}: {exc}") from None
+        if name in wanted and hw is not None:
+            out[name] += hw
 
 
 def hessian_diagonal(

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..nn import Linear, Mask
 from ..nn.layers import Layer, _im2col
+from ..validation import check_float
 from .magnitude import (
     check_sparsity,
     current_masks,
@@ -105,9 +106,7 @@ def inverse_hessian_recursive(
         raise ValueError(f"X must be a non-empty matrix (M, n), got shape {X.shape}")
     if not np.isfinite(X).all():
         raise ValueError("X holds NaN or infinite entries")
-    alpha = float(alpha)
-    if not (np.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"alpha must be a finite float > 0, got {alpha!r}")
+    alpha = check_float(alpha, "alpha", 0.0, open_low=True)
     P = X.shape[0] if n_samples is None else n_samples
     if isinstance(P, bool) or not isinstance(P, (int, np.integer)) or P < 1:
         raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}")

@@ -8,7 +8,6 @@ network core's :func:`refimpl.nn.fit`. See chapter 3 of the book, "Pruning sched
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from ..nn import Optimizer, evaluate, fit
 from ..nn.layers import Layer
+from ..validation import check_float, check_int
 from .magnitude import check_sparsity, prune_model, sparsity_report
 
 __all__ = [
@@ -25,12 +25,6 @@ __all__ = [
     "polynomial_sparsity",
     "sparsity_schedule",
 ]
-
-
-def _int(value: int, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
 
 
 def polynomial_sparsity(
@@ -75,15 +69,14 @@ def polynomial_sparsity(
 
     See chapter 3 of the book, "Pruning schedules".
     """
-    step = _int(step, "step", 0)
+    step = check_int(step, "step", 0)
     s_i = check_sparsity(initial_sparsity, "initial_sparsity")
     s_f = check_sparsity(final_sparsity, "final_sparsity")
     if s_i > s_f:
         raise ValueError(f"initial_sparsity {s_i} must not exceed final_sparsity {s_f}")
-    begin = _int(begin_step, "begin_step", 0)
-    end = _int(end_step, "end_step", begin + 1)
-    if not (math.isfinite(power) and power > 0):
-        raise ValueError(f"power must be a finite float > 0, got {power!r}")
+    begin = check_int(begin_step, "begin_step", 0)
+    end = check_int(end_step, "end_step", begin + 1)
+    power = check_float(power, "power", 0.0, open_low=True)
     if step < begin:
         return 0.0
     frac = min(1.0, (step - begin) / (end - begin))
@@ -124,7 +117,7 @@ def sparsity_schedule(
     See chapter 3 of the book, "Pruning schedules".
     """
     s_f = check_sparsity(final_sparsity, "final_sparsity")
-    rounds = _int(rounds, "rounds", 1)
+    rounds = check_int(rounds, "rounds", 1)
     k = np.arange(1, rounds + 1, dtype=np.float64)
     if kind == "one_shot":
         out = np.full(rounds, s_f)
@@ -213,7 +206,7 @@ class GradualPruning:
         self.final_sparsity = float(final_sparsity)
         self.initial_sparsity = float(initial_sparsity)
         self.begin_step, self.end_step = int(begin_step), int(end_step)
-        self.frequency = _int(frequency, "frequency", 1)
+        self.frequency = check_int(frequency, "frequency", 1)
         self.power = float(power)
         self.scope = scope
         self.layers = None if layers is None else list(layers)
@@ -308,7 +301,7 @@ def iterative_pruning(
         raise TypeError(f"optimizer must be an Optimizer, got {type(optimizer).__name__}")
     if len(targets) == 0:
         raise ValueError("targets must hold at least one sparsity")
-    epochs = _int(epochs, "epochs", 0)
+    epochs = check_int(epochs, "epochs", 0)
     gen = np.random.default_rng(rng)
     layers = None if layers is None else list(layers)
     out: list[PruningRound] = []

@@ -24,8 +24,8 @@ import numpy as np
 
 from ..cost import profile
 from ..nn import Sequential
+from ..surgery.units import shrink, unit_count
 from .magnitude import check_sparsity
-from .surgery import shrink, unit_count
 
 __all__ = [
     "flops_of",

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..nn import Mask
 from ..nn.layers import Layer
+from ..validation import check_float, check_shape
 from .magnitude import apply_masks, prunable_layers, random_mask
 
 __all__ = [
@@ -56,12 +57,10 @@ def erdos_renyi_density(shape: tuple[int, ...], epsilon: float) -> float:
        Scalable training of artificial neural networks with adaptive sparse connectivity
        inspired by network science. Nature Communications 9, 2383.
     """
-    shape = tuple(int(d) for d in shape)
-    if len(shape) not in (2, 4) or any(d < 1 for d in shape):
+    shape = check_shape(shape, "shape")
+    if len(shape) not in (2, 4):
         raise ValueError(f"shape must be 2-D or 4-D with positive sizes, got {shape}")
-    eps = float(epsilon)
-    if not (np.isfinite(eps) and eps > 0):
-        raise ValueError(f"epsilon must be a finite float > 0, got {epsilon!r}")
+    eps = check_float(epsilon, "epsilon", 0.0, open_low=True)
     return min(1.0, eps * sum(shape) / float(np.prod(shape)))
 
 
@@ -135,17 +134,14 @@ def set_rewire(
         raise ValueError(f"zeta must lie in [0, 1), got {zeta!r}")
     if init not in ("uniform", "zero"):
         raise ValueError(f"init must be 'uniform' or 'zero', got {init!r}")
-    p = layer.parametrizations.get("weight")
-    if not isinstance(p, Mask):
+    old = Mask.of(layer, "weight")
+    if old is None:
         raise ValueError("set_rewire needs a layer whose weight carries a Mask")
     gen = np.random.default_rng(rng)
-    shape = layer.params["weight.orig"].shape
-    theta = layer.params["weight.orig"].reshape(-1).copy()
-    mask = layer.buffers["weight.mask"].reshape(-1).copy()
-    live = mask != 0
-    w = theta * mask
-    pos = np.flatnonzero(live & (w > 0))
-    neg = np.flatnonzero(live & (w <= 0))
+    w = layer.weight.reshape(-1)
+    mask = old.reshape(-1).copy()
+    pos = np.flatnonzero(mask & (w > 0))
+    neg = np.flatnonzero(mask & (w <= 0))
     k_pos, k_neg = round(z * pos.size), round(z * neg.size)
     drop = np.concatenate(
         [
@@ -153,19 +149,19 @@ def set_rewire(
             neg[np.argsort(-w[neg], kind="stable")[:k_neg]],
         ]
     )
-    mask[drop] = 0
-    theta[drop] = 0
-    empty = np.flatnonzero(mask == 0)
+    mask[drop] = False
+    Mask.update(layer, "weight", mask.reshape(old.shape), mode="and")  # prune
+    empty = np.flatnonzero(~mask)
     k = drop.size
     grow = gen.choice(empty, size=k, replace=False) if k else np.empty(0, dtype=np.int64)
-    mask[grow] = 1
+    mask[grow] = True
+    values = np.zeros(k, dtype=w.dtype)
     if init == "uniform":
         bound = 1.0 / np.sqrt(layer.weight[0].size)
-        theta[grow] = gen.uniform(-bound, bound, size=k).astype(theta.dtype)
-    else:
-        theta[grow] = 0
-    layer.params["weight.orig"] = theta.reshape(shape)
-    layer.buffers["weight.mask"] = mask.reshape(shape)
+        values = gen.uniform(-bound, bound, size=k).astype(w.dtype)
+    # regrow: draw i goes to position grow[i]; Mask.update fills positions in C order
+    Mask.update(layer, "weight", mask.reshape(old.shape), mode="replace",
+                regrow_value=values[np.argsort(grow)])  # fmt: skip
     return int(drop.size), int(grow.size)
 
 
@@ -224,7 +220,7 @@ class SparseEvolution:
             return
         done = {}
         for name, layer in prunable_layers(model, self.layers).items():
-            if isinstance(layer.parametrizations.get("weight"), Mask):
+            if Mask.of(layer, "weight") is not None:
                 removed, _ = set_rewire(layer, self.zeta, rng=self.gen, init=self.init)
                 done[name] = removed
         self.history.append(done)

@@ -23,18 +23,17 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..nn import Conv2d, Sequential, forward_through
-from .selection import select_per_layer
-from .surgery import (
+from ..surgery.units import (
     _constant_outputs,
-    _slice_weighted,
     as_keep,
     remove_units,
     unit_chain,
 )
+from ..validation import RngLike
+from .selection import select_per_layer
 
 __all__ = ["ThiNetSamples", "thinet_prune", "thinet_samples", "thinet_scores"]
 
-RngLike = int | np.random.Generator | None
 
 
 @dataclass(frozen=True)
@@ -289,8 +288,8 @@ def thinet_prune(
         chain = unit_chain(model, layer_name)
         full = np.ones(order.size)
         full[keep] = samples.least_squares(keep)
-        nxt = _slice_weighted(
-            model[chain.next_name], None, np.arange(order.size), chain.block, col_scale=full
+        nxt = model[chain.next_name].slice_inputs(
+            np.arange(order.size), block=chain.block, scale=full
         )
         model = model.replace(chain.next_name, nxt)
     return remove_units(model, layer_name, keep)

@@ -26,9 +26,9 @@ from ..nn import (
     Tanh,
     forward_through,
 )
+from ..surgery.units import unit_chain, unit_count
 from . import filter_criteria as fc
 from . import neuron_criteria as nc
-from .surgery import unit_chain, unit_count
 from .thinet import thinet_scores
 
 __all__ = ["CRITERIA", "score_units", "unit_activations", "unit_gradients"]

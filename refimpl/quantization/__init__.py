@@ -5,7 +5,8 @@
 * k-means weight sharing (:mod:`.kmeans`; pruned zeros are index ``-1``, see :data:`PRUNED`);
 * product quantization (:mod:`.pq`) and HashedNets (:mod:`.hashed`);
 * binary weights and activations: BinaryConnect, BNN, XNOR-Net (:mod:`.binary`);
-* powers of two: INQ and shift-based products (:mod:`.pow2`).
+* powers of two: INQ and shift-based products (:mod:`.pow2`);
+* post-training quantization from calibration data: RTN, OBQ and GPTQ (:mod:`.gptq`).
 
 See chapter 5 of the book, "Quantization and weight sharing".
 """
@@ -21,10 +22,20 @@ from .binary import (
     xnor_scale,
 )
 from .fixed_point import FixedPoint, fixed_point_range, round_fixed
+from .gptq import (
+    GridQuant,
+    QuantResult,
+    gptq_quantize,
+    obq_quantize,
+    one_shot_quantize,
+    rtn_quantize,
+)
 from .hashed import HashedLinear, HashedWeights, bucket_hash, sign_hash
 from .kmeans import (
     PRUNED,
+    KMeansResult,
     SharedWeights,
+    kmeans,
     kmeans_1d,
     kmeans_1d_exact,
     kmeans_init,
@@ -41,7 +52,7 @@ from .pow2 import (
     pow2_round,
     shift_matmul,
 )
-from .pq import ProductQuantized, kmeans, pq_compression_rate, pq_reconstruct, product_quantize
+from .pq import ProductQuantized, pq_compression_rate, pq_reconstruct, product_quantize
 from .uniform import (
     FakeQuantize,
     IntegerLinear,
@@ -55,6 +66,7 @@ from .uniform import (
 
 __all__ = [
     "INQ",
+    "KMeansResult",
     "PRUNED",
     "BinaryActivation",
     "BinaryConnect",
@@ -97,4 +109,10 @@ __all__ = [
     "shift_matmul",
     "sign_hash",
     "xnor_scale",
+    "gptq_quantize",
+    "GridQuant",
+    "obq_quantize",
+    "one_shot_quantize",
+    "QuantResult",
+    "rtn_quantize",
 ]

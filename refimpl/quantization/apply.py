@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from ..nn.layers import Conv2d, Layer, Linear
+from ..nn import weighted_layers
+from ..nn.layers import Layer
 from ..nn.parametrize import Parametrization
 
 __all__ = ["quantize_model"]
@@ -12,7 +13,7 @@ __all__ = ["quantize_model"]
 
 def quantize_model(
     model: Layer,
-    make: Callable[[Layer], Parametrization],
+    make: Parametrization | Callable[[Layer], Parametrization],
     *,
     layers: Iterable[str] | None = None,
 ) -> Layer:
@@ -22,10 +23,11 @@ def quantize_model(
     ----------
     model : Sequential
         The model to change (use ``model.copy()`` first to keep the original).
-    make : callable
-        ``make(layer) -> Parametrization``, called once per layer so that each layer gets its
-        own object (e.g. ``lambda layer: UniformQuant(4, per_channel=True)`` or
-        ``lambda layer: SharedWeights.from_weight(layer.weight, 16)``).
+    make : Parametrization or callable
+        One parametrization for every layer (``UniformQuant(4, per_channel=True)``: an object
+        holds configuration only, so one serves many layers), or ``make(layer) ->
+        Parametrization`` for one built from each layer's weight
+        (``lambda layer: SharedWeights.from_weight(layer.weight, 16)``).
     layers : iterable of str, optional
         Names of the layers to change; default: every :class:`~refimpl.nn.Linear` and
         :class:`~refimpl.nn.Conv2d`.
@@ -37,20 +39,20 @@ def quantize_model(
 
     Notes
     -----
-    A layer whose weight is already parametrized (e.g. pruned through a mask) starts from its
-    materialized weight, so pruned zeros stay zero (see :class:`~refimpl.nn.Mask`).
+    The parametrization joins the end of each weight's chain: a pruned weight keeps its mask,
+    and the mask's zeros stay zero through quantization and any later fine-tuning (see
+    :mod:`refimpl.nn.parametrize`).
     See chapter 5 of the book, "Quantization".
     """
-    if not callable(make):
-        raise TypeError("make must be a callable layer -> Parametrization")
-    named = list(model.named_layers()) if hasattr(model, "named_layers") else [("", model)]
-    wanted = None if layers is None else set(layers)
-    if wanted is not None:
-        missing = wanted - {name for name, _ in named}
-        if missing:
-            raise ValueError(f"layers {sorted(missing)} are not in the model")
-    for name, layer in named:
-        chosen = name in wanted if wanted is not None else isinstance(layer, (Linear, Conv2d))
-        if chosen:
-            layer.parametrize("weight", make(layer))
+    if not (isinstance(make, Parametrization) or callable(make)):
+        raise TypeError("make must be a Parametrization or a callable layer -> Parametrization")
+    named = dict(weighted_layers(model))
+    wanted = list(named) if layers is None else list(layers)
+    missing = [n for n in wanted if n not in named]
+    if missing:
+        raise ValueError(f"layers {missing} are not dense or convolution layers of the model; "
+                         f"choose from {sorted(named)}")  # fmt: skip
+    for name in wanted:
+        layer = named[name]
+        layer.parametrize("weight", make if isinstance(make, Parametrization) else make(layer))
     return model

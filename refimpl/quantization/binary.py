@@ -29,8 +29,9 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..cost import LayerCost
+from ..nn import leaf_layers
 from ..nn.layers import Layer
-from ..nn.parametrize import Arrays, Parametrization
+from ..nn.parametrize import Arrays, Deployed, Parametrization
 
 __all__ = [
     "BinaryActivation",
@@ -48,7 +49,9 @@ def binarize(
 ) -> np.ndarray:
     """``+1``/``-1`` of ``x`` (shape and dtype kept).
 
-    Deterministic: ``+1`` where ``x >= 0`` (``sign`` with ``sign(0) = +1``). Stochastic:
+    Deterministic: ``+1`` where ``x >= 0`` (``sign`` with ``sign(0) = +1``); NaN stays NaN,
+    so a NaN activation reaches the loss instead of becoming ``-1`` (``torch.sign`` gives 0).
+    Stochastic:
     ``+1`` with probability ``hard_sigmoid(x) = clip((x + 1) / 2, 0, 1)`` [1]_ (eq. 3), so that
     ``E[binarize(x)] = clip(x, -1, 1)``.
     """
@@ -60,7 +63,11 @@ def binarize(
         bits = np.random.default_rng(rng).random(x.shape) < p
     else:
         bits = x >= 0
-    return np.where(bits, 1, -1).astype(x.dtype)
+    out = np.where(bits, 1, -1).astype(x.dtype)
+    nan = np.isnan(x)
+    if nan.any():  # NaN stays NaN (torch.sign gives 0), so it reaches the loss
+        out[nan] = np.nan
+    return out
 
 
 def glorot_scale(shape: tuple[int, ...]) -> float:
@@ -99,13 +106,16 @@ class BinaryConnect(Parametrization):
 
     Notes
     -----
-    Stored tensors: ``params["real"]`` (:math:`\\theta`, initialised to the current weight
-    clipped to :math:`[-H, H]`). Forward weight :math:`W_b = H\\,\\mathrm{binarize}(\\theta / H)`,
+    Stored tensors (the step replaces the tensor below it): ``params["real"]``
+    (:math:`\\theta`, initialised to the current weight clipped to :math:`[-H, H]`) and
+    ``buffers["scale"]`` (:math:`H`, fixed at ``init`` from the weight's shape). Forward weight
+    :math:`W_b = H\\,\\mathrm{binarize}(\\theta / H)`,
     in :math:`\\{-H, +H\\}`; stochastically :math:`P(W_b = +H) = \\mathrm{clip}((\\theta/H +
     1)/2, 0, 1)` ([1]_, eq. 3). Backward, the straight-through estimator with the clip of [1]_
     (Algorithm 1): :math:`\\partial L/\\partial \\theta = \\partial L / \\partial W_b \\cdot
     1_{|\\theta| \\le H}`, and :meth:`constrain` clips :math:`\\theta` to :math:`[-H, H]`
     after every step, so a weight never drifts far from the point where its sign flips.
+    A deployed file stores one sign bit per weight and :math:`H`.
     Departure from the paper: the paper also scales each layer's learning rate by
     :math:`1/H` and uses batch normalization; we keep the plain optimizer and layers.
     See chapter 5 of the book, "BinaryConnect".
@@ -115,6 +125,8 @@ class BinaryConnect(Parametrization):
     .. [1] Courbariaux, M., Bengio, Y. and David, J.-P. (2015). BinaryConnect: Training Deep
        Neural Networks with binary weights during propagations. *NeurIPS*.
     """
+
+    file_name = "binary"
 
     def __init__(
         self,
@@ -130,29 +142,40 @@ class BinaryConnect(Parametrization):
             raise ValueError(f"scale must be a positive float or 'glorot', got {scale!r}")
         self.stochastic = bool(stochastic)
         self.scale = scale
-        self.H: float | None = None if isinstance(scale, str) else float(scale)
         self.rng = np.random.default_rng(rng)
         self.sampling = True
 
-    def init(self, weight: np.ndarray) -> tuple[Arrays, Arrays]:
-        self.H = glorot_scale(weight.shape) if self.scale == "glorot" else float(self.scale)
-        return {"real": np.clip(weight, -self.H, self.H)}, {}
+    uses_input = False  # the real weights are the step's own, clipped to [-H, H]
 
-    def materialize(self, params: Arrays, buffers: Arrays) -> np.ndarray:
-        theta = params["real"]
-        H = theta.dtype.type(self.H)
+    def init(self, x: np.ndarray) -> tuple[Arrays, Arrays]:
+        H = glorot_scale(x.shape) if self.scale == "glorot" else float(self.scale)
+        return {"real": np.clip(x, -H, H)}, {"scale": np.array(H, dtype=x.dtype)}
+
+    def materialize(self, x: np.ndarray, params: Arrays, buffers: Arrays) -> np.ndarray:
+        theta, H = params["real"], buffers["scale"]
         sample = self.stochastic and self.sampling
         return H * binarize(theta / H, stochastic=sample, rng=self.rng)
 
-    def pullback(self, grad_weight: np.ndarray, params: Arrays, buffers: Arrays) -> Arrays:
-        return {"real": grad_weight * (np.abs(params["real"]) <= self.H)}
+    def pullback(
+        self, grad: np.ndarray, x: np.ndarray, params: Arrays, buffers: Arrays
+    ) -> tuple[None, Arrays]:
+        return None, {"real": grad * (np.abs(params["real"]) <= buffers["scale"])}
 
     def constrain(self, params: Arrays, buffers: Arrays) -> None:
-        np.clip(params["real"], -self.H, self.H, out=params["real"])
+        H = buffers["scale"]
+        np.clip(params["real"], -H, H, out=params["real"])
 
-    def stored_bits(self, params: Arrays, buffers: Arrays) -> int:
-        """One bit per weight plus the float32 scale."""
-        return int(params["real"].size + 32)
+    def deploy(
+        self, x: np.ndarray, w: np.ndarray, params: Arrays, buffers: Arrays, keep: np.ndarray
+    ) -> Deployed:
+        """One sign bit per kept weight (1 for ``+H``) and ``H``."""
+        return Deployed({}, {"scale": buffers["scale"].reshape(1)},
+                        {"signs": (w[keep] > 0).astype(np.int64)})  # fmt: skip
+
+    @classmethod
+    def undeploy(cls, deployed: Deployed, shape: tuple[int, ...], keep: np.ndarray) -> np.ndarray:
+        H = deployed.floats["scale"][0]
+        return np.where(deployed.ints["signs"] == 1, H, -H)
 
     def __repr__(self) -> str:
         return f"BinaryConnect(stochastic={self.stochastic}, scale={self.scale!r})"
@@ -171,9 +194,10 @@ class XNORWeights(Parametrization):
 
     Notes
     -----
-    Stored tensors: ``params["real"]`` (:math:`\\theta`). For filter :math:`i` with
-    :math:`n` entries, the binary approximation minimising :math:`\\|\\theta_i - \\alpha_i
-    B_i\\|^2` is :math:`B_i = \\mathrm{sign}(\\theta_i)`, :math:`\\alpha_i = \\|\\theta_i\\|_1 / n`
+    A step that transforms its input :math:`\\theta` (the chain's real weight). For filter
+    :math:`i` with :math:`n` entries, the binary approximation minimising :math:`\\|\\theta_i -
+    \\alpha_i B_i\\|^2` is :math:`B_i = \\mathrm{sign}(\\theta_i)`, :math:`\\alpha_i =
+    \\|\\theta_i\\|_1 / n`
     ([1]_, eq. 4-5). The gradient follows the product rule, with the clipped straight-through
     estimator for the sign ([1]_, sec. 3.1):
 
@@ -194,30 +218,37 @@ class XNORWeights(Parametrization):
        Classification Using Binary Convolutional Neural Networks. *ECCV*.
     """
 
-    def init(self, weight: np.ndarray) -> tuple[Arrays, Arrays]:
-        if weight.ndim < 2:
-            raise ValueError(f"XNORWeights needs a weight of >= 2 dimensions, got {weight.shape}")
-        return {"real": weight.copy()}, {}
+    file_name = "xnor"
 
-    def materialize(self, params: Arrays, buffers: Arrays) -> np.ndarray:
-        theta = params["real"]
-        return (xnor_scale(theta) * binarize(theta)).astype(theta.dtype)
+    def init(self, x: np.ndarray) -> tuple[Arrays, Arrays]:
+        if x.ndim < 2:
+            raise ValueError(f"XNORWeights needs a weight of >= 2 dimensions, got {x.shape}")
+        return {}, {}
 
-    def pullback(self, grad_weight: np.ndarray, params: Arrays, buffers: Arrays) -> Arrays:
-        theta = params["real"]
-        sign = binarize(theta)
-        axes = tuple(range(1, theta.ndim))
-        n = theta[0].size
-        alpha = xnor_scale(theta)
-        through = alpha * grad_weight * (np.abs(theta) <= 1)
-        via_alpha = sign / n * (grad_weight * sign).sum(axis=axes, keepdims=True)
-        return {"real": (through + via_alpha).astype(theta.dtype)}
+    def materialize(self, x: np.ndarray, params: Arrays, buffers: Arrays) -> np.ndarray:
+        return (xnor_scale(x) * binarize(x)).astype(x.dtype)
 
-    def stored_bits(self, params: Arrays, buffers: Arrays) -> int:
-        """One bit per weight plus one float32 scaling factor per output filter or row."""
-        w = params["real"]
-        return int(w.size + w.shape[0] * 32)
+    def pullback(
+        self, grad: np.ndarray, x: np.ndarray, params: Arrays, buffers: Arrays
+    ) -> tuple[np.ndarray, Arrays]:
+        sign = binarize(x)
+        axes = tuple(range(1, x.ndim))
+        n = x[0].size
+        through = xnor_scale(x) * grad * (np.abs(x) <= 1)
+        via_alpha = sign / n * (grad * sign).sum(axis=axes, keepdims=True)
+        return (through + via_alpha).astype(x.dtype), {}
 
+    def deploy(
+        self, x: np.ndarray, w: np.ndarray, params: Arrays, buffers: Arrays, keep: np.ndarray
+    ) -> Deployed:
+        """One sign bit per kept weight and one scaling factor per output filter."""
+        alpha = xnor_scale(x).astype(x.dtype).ravel()
+        return Deployed({}, {"alpha": alpha}, {"signs": (w[keep] > 0).astype(np.int64)})
+
+    @classmethod
+    def undeploy(cls, deployed: Deployed, shape: tuple[int, ...], keep: np.ndarray) -> np.ndarray:
+        alpha = deployed.floats["alpha"][np.nonzero(keep)[0]]
+        return np.where(deployed.ints["signs"] == 1, alpha, -alpha)
 
 
 class BinaryActivation(Layer):
@@ -256,14 +287,12 @@ def deterministic(model: Layer) -> Iterator[Layer]:
     :class:`BinaryConnect`) and restores it afterwards: use it to evaluate.
     """
     found = []
-    layers = [layer for _, layer in model.named_layers()] if hasattr(model, "named_layers") else [
-        model
-    ]
-    for layer in layers:
-        for p in getattr(layer, "parametrizations", {}).values():
-            if hasattr(p, "sampling"):
-                found.append((p, p.sampling))
-                p.sampling = False
+    for _, layer in leaf_layers(model):
+        for name in layer.parametrizations:
+            for p in layer.chain(name):
+                if hasattr(p, "sampling"):
+                    found.append((p, p.sampling))
+                    p.sampling = False
     try:
         yield model
     finally:

@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..nn.parametrize import Arrays, Parametrization
+from ..nn.parametrize import Arrays, Deployed, Parametrization
 
 __all__ = ["FixedPoint", "fixed_point_range", "round_fixed"]
 
@@ -119,8 +119,9 @@ class FixedPoint(Parametrization):
 
     Notes
     -----
-    Stored tensors: ``params["fixed"]``, always on the grid. The layer computes with it directly
-    (``materialize`` is the identity and so is ``pullback``); the rounding happens in
+    Stored tensors: ``params["fixed"]``, always on the grid (the step replaces the tensor below
+    it). The layer computes with it directly (``materialize`` is the identity and so is
+    ``pullback``); the rounding happens in
     :meth:`constrain`, which the optimizer calls after every step: :math:`\\theta \\leftarrow
     R(\\theta - \\eta g)`. With round-to-nearest an update smaller than :math:`\\epsilon/2` is
     lost; with stochastic rounding it survives in expectation, which is Gupta et al.'s point.
@@ -133,6 +134,8 @@ class FixedPoint(Parametrization):
     .. [1] Gupta, S., Agrawal, A., Gopalakrishnan, K. and Narayanan, P. (2015). Deep Learning
        with Limited Numerical Precision. *ICML*.
     """
+
+    file_name = "fixed_point"
 
     def __init__(
         self,
@@ -153,21 +156,35 @@ class FixedPoint(Parametrization):
             w, self.integer_bits, self.fraction_bits, rounding=self.rounding, rng=self.rng
         )
 
-    def init(self, weight: np.ndarray) -> tuple[Arrays, Arrays]:
-        return {"fixed": self._round(weight)}, {}
+    uses_input = False  # the weight lives in the format: no real-valued shadow copy
 
-    def materialize(self, params: Arrays, buffers: Arrays) -> np.ndarray:
+    def init(self, x: np.ndarray) -> tuple[Arrays, Arrays]:
+        return {"fixed": self._round(x)}, {}
+
+    def materialize(self, x: np.ndarray, params: Arrays, buffers: Arrays) -> np.ndarray:
         return params["fixed"]
 
-    def pullback(self, grad_weight: np.ndarray, params: Arrays, buffers: Arrays) -> Arrays:
-        return {"fixed": grad_weight}
+    def pullback(
+        self, grad: np.ndarray, x: np.ndarray, params: Arrays, buffers: Arrays
+    ) -> tuple[None, Arrays]:
+        return None, {"fixed": grad}
 
     def constrain(self, params: Arrays, buffers: Arrays) -> None:
         params["fixed"][...] = self._round(params["fixed"])
 
-    def stored_bits(self, params: Arrays, buffers: Arrays) -> int:
-        """``integer_bits + fraction_bits`` per weight."""
-        return int(params["fixed"].size * (self.integer_bits + self.fraction_bits))
+    def deploy(
+        self, x: np.ndarray, w: np.ndarray, params: Arrays, buffers: Arrays, keep: np.ndarray
+    ) -> Deployed:
+        """``integer_bits + fraction_bits``-bit codes: ``w / eps - (smallest code)``."""
+        lo, _, eps = fixed_point_range(self.integer_bits, self.fraction_bits)
+        codes = np.round((w[keep].astype(np.float64) - lo) / eps).astype(np.int64)
+        return Deployed({"integer_bits": self.integer_bits, "fraction_bits": self.fraction_bits},
+                        {}, {"codes": codes})  # fmt: skip
+
+    @classmethod
+    def undeploy(cls, deployed: Deployed, shape: tuple[int, ...], keep: np.ndarray) -> np.ndarray:
+        lo, _, eps = fixed_point_range(**deployed.config)
+        return deployed.ints["codes"].astype(np.float64) * eps + lo
 
     def __repr__(self) -> str:
         return (

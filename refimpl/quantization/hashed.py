@@ -22,8 +22,9 @@ import math
 import numpy as np
 
 from ..cost import LayerCost
-from ..nn.layers import Layer, RngLike
-from ..nn.parametrize import Arrays, Parametrization
+from ..nn.layers import Layer
+from ..nn.parametrize import Arrays, Deployed, Parametrization
+from ..validation import RngLike, check_int
 
 __all__ = ["HashedLinear", "HashedWeights", "bucket_hash", "sign_hash"]
 
@@ -98,18 +99,23 @@ class HashedWeights(Parametrization):
 
     Notes
     -----
-    The weight is viewed as a matrix (rows: axis 0; columns: the other axes flattened). Stored
-    tensors: ``params["buckets"]`` (K,) only; the hash tables are recomputed from the seed and
-    cached on the object, not stored. ``init`` fits the buckets to the current weight by least
-    squares, :math:`c_k = \\mathrm{mean}_{h(i,j)=k}\\, \\xi_{ij} W_{ij}` (0 for an empty bucket).
+    The weight is viewed as a matrix (rows: axis 0; columns: the other axes flattened). The step
+    replaces the tensor below it; it stores ``params["buckets"]`` (K,) only, and the hash tables
+    are recomputed from the seed and the weight's shape (cached on the object by shape, which is
+    configuration, so one object serves many layers). ``init`` fits the buckets to the current
+    weight by least squares,
+    :math:`c_k = \\mathrm{mean}_{h(i,j)=k}\\, \\xi_{ij} W_{ij}` (0 for an empty bucket).
     Gradient: :math:`\\partial L/\\partial c_k = \\sum_{h(i,j)=k} \\xi_{ij}\\, \\partial L /
-    \\partial W_{ij}` ([1]_, eq. 12), one ``numpy.bincount``.
+    \\partial W_{ij}` ([1]_, eq. 12), one ``numpy.bincount``. A deployed file stores the
+    buckets and the seed, nothing per weight.
 
     References
     ----------
     .. [1] Chen, W., Wilson, J. T., Tyree, S., Weinberger, K. Q. and Chen, Y. (2015).
        Compressing Neural Networks with the Hashing Trick. *ICML*.
     """
+
+    file_name = "hashed"
 
     def __init__(self, n_buckets: int, *, seed: int = 0) -> None:
         if isinstance(n_buckets, bool) or not isinstance(n_buckets, (int, np.integer)):
@@ -130,22 +136,42 @@ class HashedWeights(Parametrization):
             self._tables[shape] = (h.reshape(shape), s.reshape(shape))
         return self._tables[shape]
 
-    def init(self, weight: np.ndarray) -> tuple[Arrays, Arrays]:
-        h, s = self.tables(weight.shape)
-        sums = np.bincount(h.ravel(), weights=(s * weight).ravel(), minlength=self.n_buckets)
+    uses_input = False  # the weight is built from the buckets alone
+
+    def init(self, x: np.ndarray) -> tuple[Arrays, Arrays]:
+        if self.n_buckets > x.size:  # before the tables and buckets are allocated
+            raise ValueError(
+                f"n_buckets={self.n_buckets} exceeds the weight's {x.size} entries (shape "
+                f"{x.shape}): hashing would store more than the dense weight"
+            )
+        h, s = self.tables(x.shape)
+        sums = np.bincount(h.ravel(), weights=(s * x).ravel(), minlength=self.n_buckets)
         counts = np.bincount(h.ravel(), minlength=self.n_buckets)
         buckets = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
-        self._shape = weight.shape
-        return {"buckets": buckets.astype(weight.dtype)}, {}
+        return {"buckets": buckets.astype(x.dtype)}, {}
 
-    def materialize(self, params: Arrays, buffers: Arrays) -> np.ndarray:
-        h, s = self.tables(self._shape)
+    def materialize(self, x: np.ndarray, params: Arrays, buffers: Arrays) -> np.ndarray:
+        h, s = self.tables(x.shape)
         return params["buckets"][h] * s
 
-    def pullback(self, grad_weight: np.ndarray, params: Arrays, buffers: Arrays) -> Arrays:
-        h, s = self.tables(grad_weight.shape)
-        g = np.bincount(h.ravel(), weights=(s * grad_weight).ravel(), minlength=self.n_buckets)
-        return {"buckets": g.astype(params["buckets"].dtype)}
+    def pullback(
+        self, grad: np.ndarray, x: np.ndarray, params: Arrays, buffers: Arrays
+    ) -> tuple[None, Arrays]:
+        h, s = self.tables(grad.shape)
+        g = np.bincount(h.ravel(), weights=(s * grad).ravel(), minlength=self.n_buckets)
+        return None, {"buckets": g.astype(params["buckets"].dtype)}
+
+    def deploy(
+        self, x: np.ndarray, w: np.ndarray, params: Arrays, buffers: Arrays, keep: np.ndarray
+    ) -> Deployed:
+        """The buckets and the seed: the hashes are recomputed when the file is read."""
+        return Deployed({"n_buckets": self.n_buckets, "seed": self.seed},
+                        {"buckets": params["buckets"]}, {})  # fmt: skip
+
+    @classmethod
+    def undeploy(cls, deployed: Deployed, shape: tuple[int, ...], keep: np.ndarray) -> np.ndarray:
+        h, s = cls(deployed.config["n_buckets"], seed=deployed.config["seed"]).tables(shape)
+        return (deployed.floats["buckets"][h] * s)[keep]
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -199,19 +225,25 @@ class HashedLinear(Layer):
         rng: RngLike = None,
     ) -> None:
         super().__init__()
-        for name, v in (("in_features", in_features), ("out_features", out_features),
-                        ("n_buckets", n_buckets)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-            if v < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
+        shapes = self.param_shapes({"in_features": in_features, "out_features": out_features,
+                                    "n_buckets": n_buckets})  # fmt: skip
         self.in_features, self.out_features = int(in_features), int(out_features)
-        self.n_buckets = int(n_buckets)
+        self.n_buckets = shapes["buckets"][0]
         self.seed = _check_seed(seed)
         bound = 1.0 / np.sqrt(self.in_features)
         gen = np.random.default_rng(rng)
         self.params["buckets"] = gen.uniform(-bound, bound, self.n_buckets).astype(np.float32)
         self._tables: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def param_shapes(cls, config: dict) -> dict[str, tuple[int, ...]]:
+        """``{"buckets": (n_buckets,)}`` from the configuration, checked without allocating:
+        ``n_buckets`` may not exceed the ``(in + 1) * out`` entries of the virtual matrix (more
+        buckets than entries would store more than the dense layer)."""
+        n_in = check_int(config.get("in_features"), "in_features", 1)
+        n_out = check_int(config.get("out_features"), "out_features", 1)
+        k = check_int(config.get("n_buckets"), "n_buckets", 1, (n_in + 1) * n_out)
+        return {"buckets": (k,)}
 
     @property
     def compression(self) -> float:

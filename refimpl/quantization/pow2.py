@@ -22,8 +22,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..cost import LayerCost
+from ..nn import weighted_layers
 from ..nn.layers import Layer
-from ..nn.parametrize import Arrays, Parametrization
+from ..nn.parametrize import Arrays, Deployed, Parametrization
+from ..validation import check_int
 
 __all__ = [
     "INQ",
@@ -37,21 +39,13 @@ __all__ = [
 ]
 
 
-def _check_int(value: int, name: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must lie in [{low}, {high}], got {value}")
-    return int(value)
-
-
 def inq_exponent_range(weight: np.ndarray, bits: int) -> tuple[int, int]:
     """Exponents ``(n1, n2)`` of INQ's set ``{0} U {+-2^n : n2 <= n <= n1}`` for ``bits`` bits.
 
     ``n1 = floor(log2(4 s / 3))`` with ``s = max |W|`` and ``n2 = n1 + 1 - 2^(b-1) / 2``: one bit
     is the sign-and-zero and ``2^(b-2)`` exponents remain ([1]_, eq. 2-3).
     """
-    bits = _check_int(bits, "bits", 2, 16)
+    bits = check_int(bits, "bits", 2, 16)
     s = float(np.max(np.abs(weight)))
     if s == 0:
         raise ValueError("weight is all zero; INQ needs a nonzero weight to set its range")
@@ -88,15 +82,17 @@ class INQ(Parametrization):
 
     Notes
     -----
-    Stored tensors: ``params["weight"]`` (quantized entries and still-real entries alike),
-    ``buffers["frozen"]`` (1 where quantized) and ``buffers["quantized"]`` (their power-of-two
-    values). The forward weight is :math:`W = F \\odot Q + (1 - F) \\odot \\theta`; the
-    gradient is masked, :math:`\\partial L / \\partial \\theta = (1 - F) \\odot \\partial L /
-    \\partial W` ([1]_, eq. 6), and :meth:`constrain` restores the frozen values after every
-    step (so momentum and weight decay cannot move them either). A new parametrization freezes
-    nothing; :func:`inq_step` grows the frozen portion (the paper's accumulated portions are
-    50%, 75%, 87.5%, 100%), retraining with ``fit`` in between. The exponent range is fixed
-    from the weight at ``init``. See chapter 5 of the book, "Incremental network quantization".
+    A step that transforms its input :math:`\\theta` (the chain's real weight). Stored tensors:
+    ``buffers["frozen"]`` (1 where quantized), ``buffers["quantized"]`` (their power-of-two
+    values) and ``buffers["exponents"]`` (:math:`(n_1, n_2)`, fixed from the weight at
+    ``init``). The output is :math:`W = F \\odot Q + (1 - F) \\odot \\theta`; the gradient is
+    masked, :math:`\\partial L / \\partial \\theta = (1 - F) \\odot \\partial L / \\partial W`
+    ([1]_, eq. 6), so the frozen entries never move, whatever the optimizer does to the
+    real weights beneath them. A new parametrization freezes nothing; :func:`inq_step` grows
+    the frozen portion (the paper's accumulated portions are 50%, 75%, 87.5%, 100%),
+    retraining with ``fit`` in between. Once every weight is frozen, a deployed file stores
+    one ``bits``-bit code per weight (zero, or a sign and an exponent). See chapter 5 of the
+    book, "Incremental network quantization".
 
     References
     ----------
@@ -104,50 +100,66 @@ class INQ(Parametrization):
        Quantization: Towards Lossless CNNs with Low-Precision Weights. *ICLR*.
     """
 
+    file_name = "inq"
+
     def __init__(self, bits: int = 5) -> None:
-        self.bits = _check_int(bits, "bits", 2, 16)
-        self.n1: int | None = None
-        self.n2: int | None = None
+        self.bits = check_int(bits, "bits", 2, 16)
 
-    def init(self, weight: np.ndarray) -> tuple[Arrays, Arrays]:
-        self.n1, self.n2 = inq_exponent_range(weight, self.bits)
-        zeros = np.zeros_like(weight)
-        return {"weight": weight.copy()}, {"frozen": zeros, "quantized": zeros.copy()}
+    def init(self, x: np.ndarray) -> tuple[Arrays, Arrays]:
+        n1, n2 = inq_exponent_range(x, self.bits)
+        zeros = np.zeros_like(x)
+        return {}, {"frozen": zeros, "quantized": zeros.copy(), "exponents": np.array([n1, n2])}
 
-    def materialize(self, params: Arrays, buffers: Arrays) -> np.ndarray:
+    def materialize(self, x: np.ndarray, params: Arrays, buffers: Arrays) -> np.ndarray:
         f = buffers["frozen"]
-        return f * buffers["quantized"] + (1 - f) * params["weight"]
+        return f * buffers["quantized"] + (1 - f) * x
 
-    def pullback(self, grad_weight: np.ndarray, params: Arrays, buffers: Arrays) -> Arrays:
-        return {"weight": grad_weight * (1 - buffers["frozen"])}
+    def pullback(
+        self, grad: np.ndarray, x: np.ndarray, params: Arrays, buffers: Arrays
+    ) -> tuple[np.ndarray, Arrays]:
+        return grad * (1 - buffers["frozen"]), {}
 
-    def constrain(self, params: Arrays, buffers: Arrays) -> None:
-        f = buffers["frozen"].astype(bool)
-        params["weight"][f] = buffers["quantized"][f]
+    def freeze(self, x: np.ndarray, buffers: Arrays, fraction: float) -> None:
+        """Quantize and freeze the largest-magnitude entries of ``x`` until ``fraction`` are.
 
-    def freeze(self, params: Arrays, buffers: Arrays, fraction: float) -> None:
-        """Quantize and freeze the largest-magnitude weights until ``fraction`` are frozen."""
+        ``x`` is the step's input (the real weight); ``buffers`` its stored buffers.
+        """
         if not 0 <= fraction <= 1:
             raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
-        w, frozen = params["weight"], buffers["frozen"].astype(bool)
-        target = int(round(fraction * w.size))
+        frozen = buffers["frozen"].astype(bool)
+        target = int(round(fraction * x.size))
         extra = target - int(frozen.sum())
         if extra <= 0:
             return
         # the `extra` largest magnitudes among the weights not yet frozen (pruning-inspired)
-        mag = np.where(frozen, -np.inf, np.abs(w)).ravel()
+        mag = np.where(frozen, -np.inf, np.abs(x)).ravel()
         pick = np.argpartition(-mag, extra - 1)[:extra]
-        new = np.zeros(w.size, dtype=bool)
+        new = np.zeros(x.size, dtype=bool)
         new[pick] = True
-        new = new.reshape(w.shape)
-        assert self.n1 is not None and self.n2 is not None
-        buffers["quantized"][new] = inq_quantize(w[new], self.n1, self.n2)
+        new = new.reshape(x.shape)
+        n1, n2 = (int(v) for v in buffers["exponents"])
+        buffers["quantized"][new] = inq_quantize(x[new], n1, n2)
         buffers["frozen"][new] = 1
-        self.constrain(params, buffers)
 
-    def stored_bits(self, params: Arrays, buffers: Arrays) -> int:
-        """``bits`` per weight once every weight is a power of two or zero (INQ's end state)."""
-        return int(params["weight"].size * self.bits)
+    def deploy(
+        self, x: np.ndarray, w: np.ndarray, params: Arrays, buffers: Arrays, keep: np.ndarray
+    ) -> Deployed | None:
+        """``bits``-bit codes (0 for zero, else 1 + 2 (n - n2) + [negative]) once all frozen."""
+        if not buffers["frozen"][keep].all():
+            return None  # still training: the real entries are stored as floats
+        n1, n2 = (int(v) for v in buffers["exponents"])
+        v = w[keep].astype(np.float64)
+        with np.errstate(divide="ignore"):
+            n = np.round(np.log2(np.abs(v)))
+        codes = np.where(v == 0, 0, 1 + 2 * (n - n2) + (v < 0)).astype(np.int64)
+        return Deployed({"bits": self.bits, "n1": n1, "n2": n2}, {}, {"codes": codes})
+
+    @classmethod
+    def undeploy(cls, deployed: Deployed, shape: tuple[int, ...], keep: np.ndarray) -> np.ndarray:
+        c, n2 = deployed.ints["codes"], deployed.config["n2"]
+        n = (c - 1) // 2 + n2
+        value = np.where(c % 2 == 1, 1.0, -1.0) * 2.0 ** n.astype(np.float64)
+        return np.where(c == 0, 0.0, value)
 
     def __repr__(self) -> str:
         return f"INQ(bits={self.bits})"
@@ -169,17 +181,18 @@ def inq_step(model: Layer, fraction: float) -> int:
     """
     if not 0 <= float(fraction) <= 1:
         raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
-    layers = [lay for _, lay in model.named_layers()] if hasattr(model, "named_layers") else [model]
     count = 0
-    for layer in layers:
-        for name, p in getattr(layer, "parametrizations", {}).items():
-            if isinstance(p, INQ):
-                p.freeze(*layer._stored(name), float(fraction))
+    for _, layer in weighted_layers(model):
+        for name in list(layer.parametrizations):
+            index = layer.find_parametrization(name, INQ)
+            if index is not None:
+                x = layer.chain_inputs(name)[index]
+                _, buffers = layer.stored_arrays(name, index)
+                layer.chain(name)[index].freeze(x, buffers, float(fraction))
                 count += 1
     return count
 
 
-# ------------------------------------------------------------------ power-of-two activations
 def pow2_round(x: np.ndarray, *, min_exp: int = -8, max_exp: int = 0) -> np.ndarray:
     """Round to ``0`` or ``+-2^e`` with ``min_exp <= e <= max_exp`` (nearest in log scale).
 
@@ -197,17 +210,19 @@ def pow2_round(x: np.ndarray, *, min_exp: int = -8, max_exp: int = 0) -> np.ndar
     -----
     :math:`e = \\mathrm{round}(\\log_2 |x|)` clipped to the range; values below
     :math:`2^{e_{min} - 1}` in magnitude become 0 ([2]_, sec. 3.2 quantizes the layer inputs this
-    way so that the products of backpropagation become shifts).
+    way so that the products of backpropagation become shifts). NaN stays NaN, infinities
+    saturate at :math:`\\pm 2^{e_{max}}`.
     """
-    min_exp = _check_int(min_exp, "min_exp", -126, 126)
-    max_exp = _check_int(max_exp, "max_exp", min_exp, 127)
+    min_exp = check_int(min_exp, "min_exp", -126, 126)
+    max_exp = check_int(max_exp, "max_exp", min_exp, 127)
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(f"x must be a floating-point array, got dtype {x.dtype}")
     a = np.abs(x.astype(np.float64))
     with np.errstate(divide="ignore"):
         e = np.clip(np.round(np.log2(a)), min_exp, max_exp)
-    return np.where(a >= 2.0 ** (min_exp - 1), np.sign(x) * 2.0**e, 0.0).astype(x.dtype)
+    keep = np.logical_not(a < 2.0 ** (min_exp - 1))  # NaN stays NaN (sign(nan) * 2^nan)
+    return np.where(keep, np.sign(x) * 2.0**e, 0.0).astype(x.dtype)
 
 
 def pow2_decompose(x: np.ndarray, *, min_exp: int) -> tuple[np.ndarray, np.ndarray]:
@@ -297,8 +312,8 @@ class PowerOfTwoAct(Layer):
 
     def __init__(self, *, min_exp: int = -8, max_exp: int = 0) -> None:
         super().__init__()
-        self.min_exp = _check_int(min_exp, "min_exp", -126, 126)
-        self.max_exp = _check_int(max_exp, "max_exp", self.min_exp, 127)
+        self.min_exp = check_int(min_exp, "min_exp", -126, 126)
+        self.max_exp = check_int(max_exp, "max_exp", self.min_exp, 127)
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         self._pass = np.abs(x) <= 2.0**self.max_exp

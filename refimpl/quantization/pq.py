@@ -20,116 +20,16 @@ import math
 
 import numpy as np
 
-from ..nn.parametrize import Arrays, Parametrization
+from ..nn.parametrize import Arrays, Deployed, Parametrization
+from ..validation import check_array, check_int
+from .kmeans import kmeans
 
 __all__ = [
     "ProductQuantized",
-    "kmeans",
     "pq_compression_rate",
     "pq_reconstruct",
     "product_quantize",
 ]
-
-
-def _check_pos(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
-def _sq_dists(X: np.ndarray, C: np.ndarray) -> np.ndarray:
-    """Squared distances (..., n, k) between rows of X (..., n, d) and C (..., k, d)."""
-    d = X.shape[-1]
-    if d <= 16:  # short vectors: d broadcast products beat many tiny batched matmuls
-        cross = X[..., :, None, 0] * C[..., None, :, 0]
-        for t in range(1, d):
-            cross += X[..., :, None, t] * C[..., None, :, t]
-    else:
-        cross = X @ np.swapaxes(C, -1, -2)
-    dist = (X * X).sum(-1)[..., :, None] - 2 * cross + (C * C).sum(-1)[..., None, :]
-    return np.maximum(dist, 0.0)
-
-
-def kmeans(
-    X: np.ndarray,
-    n_clusters: int,
-    *,
-    n_iter: int = 25,
-    rng: int | np.random.Generator | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Batched k-means (Lloyd, k-means++ seeding) of ``B`` independent point sets at once.
-
-    Parameters
-    ----------
-    X : ndarray (B, n, d) or (n, d)
-        ``B`` sets of ``n`` points in ``d`` dimensions (a 2-D array is one set).
-    n_clusters : int
-        ``k <= n``.
-    n_iter : int
-        Maximum Lloyd iterations (it stops earlier once no assignment changes).
-    rng : int, numpy.random.Generator or None
-        Seed or generator of the k-means++ seeding.
-
-    Returns
-    -------
-    centroids : ndarray (B, k, d) (or (k, d))
-    labels : ndarray of int64 (B, n) (or (n,))
-
-    Notes
-    -----
-    k-means++ [3]_ draws each new seed with probability proportional to the squared distance to
-    the nearest seed so far; Lloyd then alternates nearest-centroid assignment (one batched
-    matrix product) and centroid means (one ``bincount`` per dimension). An empty cluster keeps
-    its centroid. All ``B`` sets are processed together, so the loops run over seeds and
-    iterations, never over points.
-
-    References
-    ----------
-    .. [3] Arthur, D. and Vassilvitskii, S. (2007). k-means++: The Advantages of Careful
-       Seeding. *SODA*.
-    """
-    X = np.asarray(X, dtype=np.float64)
-    single = X.ndim == 2
-    if single:
-        X = X[None]
-    if X.ndim != 3:
-        raise ValueError(f"X must have shape (n, d) or (B, n, d), got {X.shape}")
-    B, n, d = X.shape
-    k = _check_pos(n_clusters, "n_clusters")
-    if k > n:
-        raise ValueError(f"n_clusters must be <= the number of points {n}, got {k}")
-    n_iter = _check_pos(n_iter, "n_iter")
-    gen = np.random.default_rng(rng)
-    rows = np.arange(B)
-    C = np.empty((B, k, d))
-    C[:, 0] = X[rows, gen.integers(0, n, B)]
-    best = ((X - C[:, :1]) ** 2).sum(-1)  # (B, n) squared distance to the nearest seed
-    for m in range(1, k):  # loop over seeds only
-        total = best.sum(1, keepdims=True)
-        p = np.where(total > 0, best / np.where(total > 0, total, 1), 1.0 / n)
-        u = gen.random((B, 1))
-        pick = np.minimum((np.cumsum(p, axis=1) < u).sum(1), n - 1)
-        C[:, m] = X[rows, pick]
-        best = np.minimum(best, ((X - C[:, m : m + 1]) ** 2).sum(-1))
-    flat = (rows[:, None] * k)  # offsets of each set's clusters in a flat bincount
-    labels = np.full((B, n), -1, dtype=np.int64)
-    X32 = X.astype(np.float32)  # distances in float32 (half the memory traffic); means in float64
-    for _ in range(n_iter):
-        new = _sq_dists(X32, C.astype(np.float32)).argmin(-1)
-        if np.array_equal(new, labels):
-            break  # converged: the assignment no longer changes
-        labels = new
-        idx = (labels + flat).ravel()
-        counts = np.bincount(idx, minlength=B * k).reshape(B, k)
-        sums = np.stack(
-            [np.bincount(idx, weights=X[..., t].ravel(), minlength=B * k) for t in range(d)],
-            axis=-1,
-        ).reshape(B, k, d)
-        C = np.where(counts[..., None] > 0, sums / np.maximum(counts, 1)[..., None], C)
-    labels = _sq_dists(X, C).argmin(-1)  # final assignment in float64
-    return (C[0], labels[0]) if single else (C, labels)
 
 
 def product_quantize(
@@ -137,7 +37,7 @@ def product_quantize(
     subvector_len: int,
     n_centroids: int,
     *,
-    n_iter: int = 25,
+    max_iter: int = 25,
     rng: int | np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Product-quantize a dense weight (out, in) with sub-vectors of ``subvector_len`` columns.
@@ -150,7 +50,7 @@ def product_quantize(
         padded with zeros).
     n_centroids : int
         ``k`` centroids per block, ``k <= out_features``.
-    n_iter : int
+    max_iter : int
         Lloyd iterations.
     rng : int, numpy.random.Generator or None
 
@@ -168,10 +68,10 @@ def product_quantize(
     w = np.asarray(weight)
     if w.ndim != 2 or not np.issubdtype(w.dtype, np.floating):
         raise ValueError(f"weight must be a 2-D float array (out, in), got {w.shape} {w.dtype}")
-    d = _check_pos(subvector_len, "subvector_len")
+    d = check_int(subvector_len, "subvector_len", 1)
     if d > w.shape[1]:
         raise ValueError(f"subvector_len must be <= in_features {w.shape[1]}, got {d}")
-    k = _check_pos(n_centroids, "n_centroids")
+    k = check_int(n_centroids, "n_centroids", 1)
     if k > w.shape[0]:
         raise ValueError(f"n_centroids must be <= out_features {w.shape[0]}, got {k}")
     out, inp = w.shape
@@ -179,7 +79,7 @@ def product_quantize(
     padded = np.zeros((out, s * d), dtype=np.float64)
     padded[:, :inp] = w
     blocks = padded.reshape(out, s, d).transpose(1, 0, 2)  # (s, out, d)
-    C, labels = kmeans(blocks, k, n_iter=n_iter, rng=rng)
+    C, labels, _ = kmeans(blocks, k, max_iter=max_iter, rng=rng)
     return C.astype(w.dtype), labels.T.astype(np.int32)
 
 
@@ -204,8 +104,8 @@ def pq_compression_rate(
     \\lceil\\log_2 k\\rceil)` ([1]_, sec. 3.3 counts it the same way).
     """
     m, n = (int(v) for v in shape)
-    d = _check_pos(subvector_len, "subvector_len")
-    k = _check_pos(n_centroids, "n_centroids")
+    d = check_int(subvector_len, "subvector_len", 1)
+    k = check_int(n_centroids, "n_centroids", 1)
     s = math.ceil(n / d)
     index_bits = max(1, math.ceil(math.log2(k)))
     return float_bits * m * n / (float_bits * k * d * s + m * s * index_bits)
@@ -221,16 +121,22 @@ class ProductQuantized(Parametrization):
 
     Notes
     -----
-    Stored tensors: ``params["codebooks"]`` and ``buffers["codes"]``. The weight is
+    The step replaces the tensor below it; it stores ``params["codebooks"]`` and
+    ``buffers["codes"]``. The weight is
     :func:`pq_reconstruct`; each centroid's gradient is the sum of the gradients of the
     sub-vectors that use it (as for scalar sharing, one ``bincount`` per dimension ``d``).
     ``ProductQuantized.from_weight(weight, subvector_len, n_centroids, rng=...)`` builds it.
+    The object keeps the codebooks and codes it was built from, to initialise one weight of
+    their shape; a deployed file stores the codebooks and the codes.
     """
+
+    file_name = "pq"
 
     def __init__(self, codebooks: np.ndarray, codes: np.ndarray) -> None:
         codebooks, codes = np.asarray(codebooks), np.asarray(codes)
         if codebooks.ndim != 3:
             raise ValueError(f"codebooks must have shape (s, k, d), got {codebooks.shape}")
+        check_array(codebooks, "codebooks", kind="float")  # finite: NaN is never a weight
         if codes.ndim != 2 or codes.shape[1] != codebooks.shape[0]:
             raise ValueError(
                 f"codes must have shape (out, {codebooks.shape[0]}), got {codes.shape}"
@@ -253,40 +159,52 @@ class ProductQuantized(Parametrization):
     ) -> ProductQuantized:
         return cls(*product_quantize(weight, subvector_len, n_centroids, rng=rng))
 
-    def init(self, weight: np.ndarray) -> tuple[Arrays, Arrays]:
+    uses_input = False  # the weight is rebuilt from the codebooks and codes
+
+    def init(self, x: np.ndarray) -> tuple[Arrays, Arrays]:
         s, _, d = self.codebooks.shape
-        if weight.ndim != 2 or weight.shape[0] != self.codes.shape[0] or math.ceil(
-            weight.shape[1] / d
-        ) != s:
+        if x.ndim != 2 or x.shape[0] != self.codes.shape[0] or math.ceil(x.shape[1] / d) != s:
             raise ValueError(
-                f"weight of shape {weight.shape} does not match codebooks {self.codebooks.shape} "
+                f"weight of shape {x.shape} does not match codebooks {self.codebooks.shape} "
                 f"and codes {self.codes.shape}"
             )
-        self._in = weight.shape[1]
-        return {"codebooks": self.codebooks.astype(weight.dtype)}, {"codes": self.codes.copy()}
+        return {"codebooks": self.codebooks.astype(x.dtype)}, {"codes": self.codes.copy()}
 
-    def materialize(self, params: Arrays, buffers: Arrays) -> np.ndarray:
-        return pq_reconstruct(params["codebooks"], buffers["codes"], self._in)
+    def materialize(self, x: np.ndarray, params: Arrays, buffers: Arrays) -> np.ndarray:
+        return pq_reconstruct(params["codebooks"], buffers["codes"], x.shape[1])
 
-    def pullback(self, grad_weight: np.ndarray, params: Arrays, buffers: Arrays) -> Arrays:
+    def pullback(
+        self, grad: np.ndarray, x: np.ndarray, params: Arrays, buffers: Arrays
+    ) -> tuple[None, Arrays]:
         cb = params["codebooks"]
         s, k, d = cb.shape
-        out = grad_weight.shape[0]
+        out = grad.shape[0]
         g = np.zeros((out, s * d), dtype=np.float64)
-        g[:, : grad_weight.shape[1]] = grad_weight
+        g[:, : grad.shape[1]] = grad
         g = g.reshape(out, s, d)
         idx = (buffers["codes"] + np.arange(s)[None, :] * k).ravel()
-        grad = np.stack(
+        gc = np.stack(
             [np.bincount(idx, weights=g[..., t].ravel(), minlength=s * k) for t in range(d)],
             axis=-1,
         )
-        return {"codebooks": grad.reshape(s, k, d).astype(cb.dtype)}
+        return None, {"codebooks": gc.reshape(s, k, d).astype(cb.dtype)}
 
-    def stored_bits(self, params: Arrays, buffers: Arrays) -> int:
-        """Codebooks in their float width plus ``ceil(log2 k)`` bits per sub-vector code."""
-        books, codes = params["codebooks"], buffers["codes"]
-        k = books.shape[1] if books.ndim >= 2 else books.size
-        return int(books.size * books.itemsize * 8 + codes.size * max(1, int(np.ceil(np.log2(k)))))
+    def deploy(
+        self, x: np.ndarray, w: np.ndarray, params: Arrays, buffers: Arrays, keep: np.ndarray
+    ) -> Deployed:
+        """The codebooks (s, k, d) and one code per row and sub-vector."""
+        s, k, d = params["codebooks"].shape
+        return Deployed({"blocks": s, "n_centroids": k, "subvector_len": d},
+                        {"codebooks": params["codebooks"].ravel()},
+                        {"codes": buffers["codes"].astype(np.int64).ravel()})  # fmt: skip
+
+    @classmethod
+    def undeploy(cls, deployed: Deployed, shape: tuple[int, ...], keep: np.ndarray) -> np.ndarray:
+        c = deployed.config
+        books = deployed.floats["codebooks"].reshape(c["blocks"], c["n_centroids"],
+                                                     c["subvector_len"])  # fmt: skip
+        codes = deployed.ints["codes"].reshape(shape[0], c["blocks"])
+        return pq_reconstruct(books, codes, shape[1])[keep]
 
     def __repr__(self) -> str:
         s, k, d = self.codebooks.shape

@@ -29,7 +29,8 @@ import numpy as np
 
 from ..cost import LayerCost
 from ..nn.layers import Layer, Linear
-from ..nn.parametrize import Arrays, Parametrization
+from ..nn.parametrize import Arrays, Deployed, Parametrization
+from ..validation import check_float, check_int
 
 __all__ = [
     "FakeQuantize",
@@ -44,12 +45,7 @@ __all__ = [
 
 
 def _check_bits(bits: int, low: int = 2, high: int = 16) -> int:
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
-        raise TypeError(f"bits must be an int, got {type(bits).__name__}")
-    if not low <= bits <= high:
-        raise ValueError(f"bits must lie in [{low}, {high}], got {bits}")
-    return int(bits)
-
+    return check_int(bits, "bits", low, high)
 
 def qrange(bits: int, signed: bool) -> tuple[int, int]:
     """Integer range ``(q_min, q_max)`` of ``bits``-bit codes.
@@ -102,6 +98,8 @@ def qparams(
 
     Notes
     -----
+    The range is taken from the finite values of ``x``: NaN and infinities are ignored (an
+    activation batch can hold them; one NaN used to make the scale 1 and round everything).
     Symmetric: :math:`s = \\max|x| / q_{max}`, :math:`z = 0`. Asymmetric: with
     :math:`a = \\min(x, 0)`, :math:`b = \\max(x, 0)`, :math:`s = (b - a) / (2^b - 1)` and
     :math:`z = \\mathrm{round}(-a / s)`. A constant zero tensor gets ``scale = 1``.
@@ -112,6 +110,9 @@ def qparams(
     axes = _reduce_axes(x.ndim, axis)
     qmin, qmax = qrange(bits, symmetric)
     x64 = x.astype(np.float64)
+    finite = np.isfinite(x64)
+    if not finite.all():  # the range of the finite values (0 lies in every range anyway)
+        x64 = np.where(finite, x64, 0.0)
     if symmetric:
         amax = np.max(np.abs(x64), axis=axes, keepdims=axes is not None)
         scale = amax / qmax
@@ -144,10 +145,19 @@ def quantize(
     Returns
     -------
     q : ndarray of int8/int16 (signed) or uint8/uint16 (unsigned), shape of ``x``
-        Rounding is to nearest, halves to even (``numpy.round``).
+        Rounding is to nearest, halves to even (``numpy.round``); values beyond the range
+        (infinities included) saturate at ``q_min`` or ``q_max``.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` holds NaN: no integer code stands for it (:func:`fake_quantize` keeps NaN).
     """
     qmin, qmax = qrange(bits, symmetric)
-    q = np.clip(np.round(np.asarray(x, dtype=np.float64) / scale) + zero_point, qmin, qmax)
+    x64 = np.asarray(x, dtype=np.float64)
+    if np.isnan(x64).any():
+        raise ValueError("x holds NaN, which no integer code represents")
+    q = np.clip(np.round(x64 / scale) + zero_point, qmin, qmax)
     if symmetric:
         dtype = np.int8 if bits <= 8 else np.int16
     else:
@@ -174,12 +184,30 @@ def fake_quantize(
     Returns
     -------
     ndarray, shape and dtype of ``x``
-        Every entry lies on the grid ``scale * (k - zero_point)`` and, since the range covers
-        ``x``, is at most ``scale / 2`` from the original.
+        Every finite entry lies on the grid ``scale * (k - zero_point)`` and, since the range
+        covers ``x``, is at most ``scale / 2`` from the original.
+
+    Notes
+    -----
+    Activations can hold NaN or infinities in normal use (a diverging run, a NaN input), so
+    they are handled, not refused: the range comes from the finite values, NaN stays NaN
+    (so that :func:`~refimpl.nn.fit` notices it in the loss; departure from
+    ``torch.fake_quantize_per_tensor_affine``, which maps NaN to ``q_min`` without a word), and
+    ``+inf``/``-inf`` saturate at the ends of the grid. ``fake_quantize([1, -2, nan, 0.5])``
+    is about ``[1, -2, nan, 0.5]``, not ``[1, -2, 0, 0]`` (one NaN used to make the scale 1).
     """
-    scale, zero = qparams(x, bits, axis=axis, symmetric=symmetric)
-    q = quantize(x, scale, zero, bits, symmetric=symmetric)
-    return dequantize(q, scale, zero).astype(x.dtype)
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"x must be a floating-point array, got dtype {x.dtype}")
+    nan = np.isnan(x)
+    has_nan = bool(nan.any())
+    xs = np.where(nan, 0, x) if has_nan else x
+    scale, zero = qparams(xs, bits, axis=axis, symmetric=symmetric)
+    q = quantize(xs, scale, zero, bits, symmetric=symmetric)
+    out = dequantize(q, scale, zero).astype(x.dtype)
+    if has_nan:
+        out[nan] = np.nan
+    return out
 
 
 class UniformQuant(Parametrization):
@@ -196,13 +224,17 @@ class UniformQuant(Parametrization):
 
     Notes
     -----
-    Stored tensors: ``params["orig"]``, the real-valued "shadow" weight :math:`\\theta`. The
-    layer computes with :math:`W = s\\,(\\mathrm{clip}(\\mathrm{round}(\\theta / s) + z) - z)`, the
-    scale recomputed from :math:`\\theta`'s current range at every forward pass. Rounding has zero
-    derivative almost everywhere, so training uses the straight-through estimator [3]_:
-    :math:`\\partial L / \\partial \\theta := \\partial L / \\partial W`. Since the range always
-    covers :math:`\\theta`, nothing is clipped and the estimator passes every gradient.
-    After training, ``layer.remove_parametrization("weight")`` keeps the quantized weight.
+    A step that transforms its input :math:`\\theta` (the chain's real-valued "shadow" weight,
+    or a masked one): the layer computes with
+    :math:`W = s\\,(\\mathrm{clip}(\\mathrm{round}(\\theta / s) + z) - z)`, the scale recomputed
+    from :math:`\\theta`'s current range at every forward pass. It stores nothing of its own.
+    Rounding has zero derivative almost everywhere, so training uses the straight-through
+    estimator [3]_: :math:`\\partial L / \\partial \\theta := \\partial L / \\partial W`. Since
+    the range always covers :math:`\\theta`, nothing is clipped and the estimator passes every
+    gradient. Zero maps to zero exactly (the zero point is an integer), so a mask below this
+    step keeps its zeros. A deployed file stores the integer codes and one scale (and zero
+    point) per tensor or channel. After training, ``layer.remove_parametrization("weight")``
+    keeps the quantized weight.
     See chapter 5 of the book, "Simulated quantization and the straight-through estimator".
 
     References
@@ -213,28 +245,47 @@ class UniformQuant(Parametrization):
        Integer-Arithmetic-Only Inference. *CVPR*.
     """
 
+    file_name = "uniform"
+
     def __init__(self, bits: int = 8, *, per_channel: bool = False, symmetric: bool = True) -> None:
         self.bits = _check_bits(bits)
         self.per_channel = bool(per_channel)
         self.symmetric = bool(symmetric)
 
-    def init(self, weight: np.ndarray) -> tuple[Arrays, Arrays]:
-        return {"orig": weight.copy()}, {}
+    def _axis(self) -> int | None:
+        return 0 if self.per_channel else None
 
-    def materialize(self, params: Arrays, buffers: Arrays) -> np.ndarray:
-        theta = params["orig"]
-        return fake_quantize(
-            theta, self.bits, axis=0 if self.per_channel else None, symmetric=self.symmetric
-        )
+    def materialize(self, x: np.ndarray, params: Arrays, buffers: Arrays) -> np.ndarray:
+        return fake_quantize(x, self.bits, axis=self._axis(), symmetric=self.symmetric)
 
-    def pullback(self, grad_weight: np.ndarray, params: Arrays, buffers: Arrays) -> Arrays:
-        return {"orig": grad_weight}
+    def pullback(
+        self, grad: np.ndarray, x: np.ndarray, params: Arrays, buffers: Arrays
+    ) -> tuple[np.ndarray, Arrays]:
+        return grad, {}
 
-    def stored_bits(self, params: Arrays, buffers: Arrays) -> int:
-        """``bits`` per weight plus one float32 scale (and zero point) per tensor or channel."""
-        w = params["orig"]
-        scales = w.shape[0] if self.per_channel else 1
-        return int(w.size * self.bits + scales * 32 * (1 if self.symmetric else 2))
+    def deploy(
+        self, x: np.ndarray, w: np.ndarray, params: Arrays, buffers: Arrays, keep: np.ndarray
+    ) -> Deployed:
+        """Codes ``q - q_min`` of the kept entries, and the scales (and zero points)."""
+        scale, zero = qparams(x, self.bits, axis=self._axis(), symmetric=self.symmetric)
+        codes = quantize(x, scale, zero, self.bits, symmetric=self.symmetric).astype(np.int64)
+        qmin, _ = qrange(self.bits, self.symmetric)
+        ints = {"codes": codes[keep] - qmin}
+        if not self.symmetric:  # a symmetric zero point is 0: nothing to store
+            ints["zero_point"] = zero.ravel() - qmin
+        config = {"bits": self.bits, "per_channel": self.per_channel, "symmetric": self.symmetric}
+        return Deployed(config, {"scale": scale.ravel()}, ints)
+
+    @classmethod
+    def undeploy(cls, deployed: Deployed, shape: tuple[int, ...], keep: np.ndarray) -> np.ndarray:
+        qmin, _ = qrange(deployed.config["bits"], deployed.config["symmetric"])
+        scale = deployed.floats["scale"]
+        zero = deployed.ints["zero_point"].astype(np.int64) + qmin if "zero_point" in \
+            deployed.ints else np.zeros(scale.shape, dtype=np.int64)
+        if deployed.config["per_channel"]:
+            rows = np.nonzero(keep)[0]
+            scale, zero = scale[rows], zero[rows]
+        return dequantize(deployed.ints["codes"].astype(np.int64) + qmin, scale, zero)
 
     def __repr__(self) -> str:
         return (
@@ -265,15 +316,15 @@ class FakeQuantize(Layer):
     :math:`y = s (\\mathrm{clip}(\\mathrm{round}(x/s) + z, q_{min}, q_{max}) - z)`. Backward,
     the clipped straight-through estimator: :math:`\\partial y / \\partial x := 1` inside the
     representable range and 0 outside it. ``scale_and_zero_point()`` gives the integer path's
-    parameters. See chapter 5 of the book, "Quantizing activations".
+    parameters. NaN and infinities in a batch are left out of its range (they would make the
+    running range NaN for good); NaN passes through as NaN, infinities saturate, and neither
+    passes a gradient. See chapter 5 of the book, "Quantizing activations".
     """
 
     def __init__(self, bits: int = 8, *, momentum: float = 0.1, symmetric: bool = False) -> None:
         super().__init__()
         self.bits = _check_bits(bits)
-        if not 0 < float(momentum) <= 1:
-            raise ValueError(f"momentum must lie in (0, 1], got {momentum}")
-        self.momentum = float(momentum)
+        self.momentum = check_float(momentum, "momentum", 0.0, 1.0, open_low=True)
         self.symmetric = bool(symmetric)
         self.buffers["min_val"] = np.zeros((), dtype=np.float32)
         self.buffers["max_val"] = np.zeros((), dtype=np.float32)
@@ -291,7 +342,10 @@ class FakeQuantize(Layer):
         if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
             raise TypeError("FakeQuantize expects a floating-point numpy.ndarray input")
         if train or not float(self.buffers["initialized"]):
-            lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+            finite = np.isfinite(x)  # the range of the finite values: NaN stays NaN below
+            xs = x if finite.all() else x[finite]
+            lo = min(float(xs.min(initial=0.0)), 0.0)
+            hi = max(float(xs.max(initial=0.0)), 0.0)
             if float(self.buffers["initialized"]):
                 m = self.momentum
                 lo = (1 - m) * float(self.buffers["min_val"]) + m * lo

@@ -17,13 +17,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refimpl.coding import (
+    HUFFMAN_VERSION,
     canonical_code,
     huffman_code,
     huffman_code_lengths,
     huffman_decode,
     huffman_encode,
 )
-from refimpl.coding.huffman import _HEADER, _encode, _pack_codes
+from refimpl.coding import huffman as huffman_module
+from refimpl.coding.huffman import (
+    _HEADER,
+    _auto_block_size,
+    _encode,
+    _pack_codes,
+    _pack_fixed,
+    _unpack_fixed,
+    max_block_size,
+)
 
 counts_st = st.dictionaries(
     st.integers(0, 2**40), st.integers(1, 10**6), min_size=0, max_size=40
@@ -128,7 +138,10 @@ def test_payload_has_exactly_the_optimal_number_of_bits(symbols):
     total_bits = fields[-1]
     counts = dict(zip(*np.unique(symbols, return_counts=True), strict=True))
     counts = {int(k): int(v) for k, v in counts.items()}
-    assert total_bits == _cost(counts, huffman_code_lengths(counts))
+    if len(counts) == 1:  # a lone symbol: the one-bit codeword 0, not the empty one
+        assert total_bits == len(symbols)
+    else:
+        assert total_bits == _cost(counts, huffman_code_lengths(counts))
 
 
 def test_numpy_inputs_of_any_shape_and_dtype():
@@ -206,8 +219,8 @@ def test_structural_checks_behind_a_valid_crc():
     body = bytearray(data[:-4])
     # another version
     v = body.copy()
-    v[4] = 2
-    with pytest.raises(ValueError, match="version 2"):
+    v[4] = 3
+    with pytest.raises(ValueError, match="version 3"):
         huffman_decode(_recrc(bytes(v)))
     # damage the payload's last byte: the codewords no longer fill the blocks as indexed
     p = body.copy()
@@ -242,3 +255,88 @@ def test_bad_arguments():
         huffman_code({1: -1})
     with pytest.raises(ValueError, match="1-D"):
         huffman_code(np.ones((2, 2), dtype=int))
+
+
+# -- hostile streams: counts the bytes cannot back, blocks the encoder never writes -------------
+def _header_stream(version, n, total_bits, block=1, table=b"\x01", max_len=1, payload=b""):
+    """A stream with a one-entry dense table, resealed with a valid CRC as an attacker would."""
+    body = _HEADER.pack(b"RHUF", version, 1, 1, max_len, 0, n, len(table), block, total_bits)
+    return _recrc(body + table + payload)
+
+
+def test_lone_symbol_costs_one_bit_and_round_trips():
+    data = huffman_encode(np.full(1000, 7))
+    fields = _HEADER.unpack_from(data)
+    assert fields[1] == HUFFMAN_VERSION == 2 and fields[4] == 1 and fields[-1] == 1000
+    assert np.array_equal(huffman_decode(data), np.full(1000, 7))
+    assert huffman_decode(huffman_encode([5])).tolist() == [5]
+
+
+def test_stream_cannot_announce_more_symbols_than_payload_bits(peak_memory):
+    # version 1 gave a lone symbol the empty codeword: 38 bytes announcing 2**31 symbols made
+    # a 2 GiB array. Version 1 is refused, and version 2 needs one payload bit per symbol.
+    bomb_v1 = _header_stream(1, 2**31, 0, max_len=0, table=b"\x00")
+    assert len(bomb_v1) == 38
+    out = peak_memory(huffman_decode, bomb_v1)
+    assert isinstance(out.error, ValueError) and "version 1" in str(out.error)
+    assert out.peak < 1 << 20
+    bomb_v2 = _header_stream(2, 2**31, 8, payload=b"\x00")
+    out = peak_memory(huffman_decode, bomb_v2)
+    assert isinstance(out.error, ValueError) and "cannot fit in 8 payload bits" in str(out.error)
+    assert out.peak < 1 << 20
+    # a lone symbol whose payload has a one bit is not the codeword 0
+    with pytest.raises(ValueError, match="codeword 0"):
+        huffman_decode(_header_stream(2, 8, 8, block=8, payload=b"\x01"))
+    assert huffman_decode(_header_stream(2, 8, 8, block=8, payload=b"\x00")).tolist() == [0] * 8
+
+
+def _counting_range(monkeypatch):
+    """Count the iterations of every Python loop of the decoder (its loops use range)."""
+    steps = [0]
+
+    def counting(*args):
+        r = range(*args)
+        steps[0] += len(r)
+        return r
+
+    monkeypatch.setattr(huffman_module, "range", counting, raising=False)
+    return steps
+
+
+def test_decoder_steps_grow_like_sqrt_n_not_n(monkeypatch):
+    steps = _counting_range(monkeypatch)
+    rng = np.random.default_rng(5)
+    for n in (10_000, 100_000, 1_000_000):
+        x = rng.integers(0, 2, size=n)
+        for block in (None, max_block_size(n)):
+            data = huffman_encode(x, block_size=block)
+            steps[0] = 0
+            assert np.array_equal(huffman_decode(data), x)
+            assert steps[0] <= max_block_size(n) + 64 + n // 2**16, (n, block, steps[0])
+        with pytest.raises(ValueError, match="block_size"):
+            huffman_encode(x, block_size=max_block_size(n) + 1)
+    # the 125 KB stream of a million 1-bit codewords in one block of 2**32 - 1 symbols took
+    # a million decoder steps (23 s); it is refused before the first one
+    data = _encode(x.astype(np.uint64), 2**32 - 1)
+    assert 120_000 < len(data) < 130_000
+    steps[0] = 0
+    with pytest.raises(ValueError, match="block size 4294967295"):
+        huffman_decode(data)
+    assert steps[0] == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**40), st.integers(1, 2**20))
+def test_the_encoder_never_picks_a_block_the_decoder_refuses(n, bits_per_symbol):
+    assert _auto_block_size(n, n * bits_per_symbol) <= max_block_size(n)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.integers(1, 64), st.lists(st.integers(0, 2**64 - 1), max_size=40))
+def test_fixed_width_unpacking_inverts_packing(width, values):
+    v = np.array([x & ((1 << width) - 1) for x in values], dtype=np.uint64)
+    packed = _pack_fixed(v, width)
+    assert np.array_equal(_unpack_fixed(packed, v.size, width), v)
+    if v.size:
+        with pytest.raises(ValueError, match="bytes"):
+            _unpack_fixed(packed[:-1], v.size, width)

@@ -117,3 +117,13 @@ def test_bad_arguments():
         decode_relative_csr(w)
     with pytest.raises(ValueError, match="increasing"):
         count_fillers([3, 3], 2)
+
+
+def test_decode_refuses_negative_and_float_gaps():
+    values = np.array([1.0, 2.0])
+    with pytest.raises(ValueError, match="gaps must be >= 0, got -1"):
+        decode_relative_csr(RelativeCSR((4,), 4, np.array([-1, 2]), values))  # gave [0 0 2 1]
+    with pytest.raises(TypeError, match="gaps must be an integer array"):
+        decode_relative_csr(RelativeCSR((4,), 4, np.array([0.5, 1.0]), values))  # truncated
+    assert decode_relative_csr(RelativeCSR((4,), 4, np.array([0, 1]), values)).tolist() == [
+        1.0, 0.0, 2.0, 0.0]  # fmt: skip

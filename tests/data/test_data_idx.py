@@ -138,3 +138,64 @@ def test_write_rejects_zero_dimensions(tmp_path):
 def test_type_table_is_the_standard_one():
     assert sorted(IDX_DTYPES) == [0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E]
     assert all(dt.byteorder in "|>" for dt in IDX_DTYPES.values())
+
+
+# -- hostile files: nothing is allocated or inflated beyond what the header declares ----------
+def _gzip_bomb(path, declared: int, inflated: int) -> None:
+    """A gzip IDX file whose header declares ``declared`` bytes and that inflates to
+    ``inflated`` bytes of payload (zeros compress about 1000:1)."""
+    with gzip.open(path, "wb") as f:
+        f.write(bytes([0, 0, 0x08, 1]) + struct.pack(">I", declared))
+        zeros = b"\0" * (1 << 20)
+        for _ in range(inflated >> 20):
+            f.write(zeros)
+
+
+def test_gzip_bomb_is_refused_after_the_declared_bytes(tmp_path, peak_memory):
+    # a 64 KB file declaring 10 bytes inflated to 64 MiB (and to 2 GiB at 2 MB) before it
+    # was refused; now one byte past the declared payload is enough
+    path = tmp_path / "bomb.gz"
+    _gzip_bomb(path, 10, 64 << 20)
+    assert path.stat().st_size < 100_000
+    out = peak_memory(read_idx, path)
+    assert isinstance(out.error, ValueError) and "extra bytes" in str(out.error), out
+    assert "bomb.gz" in str(out.error)
+    assert out.peak < 4 << 20, out
+
+
+def test_declared_size_is_checked_exactly_and_against_max_bytes(tmp_path, peak_memory):
+    # four dimensions of 2**32 - 1: the int64 product wrapped around before
+    path = tmp_path / "huge.idx"
+    path.write_bytes(bytes([0, 0, 0x08, 4]) + struct.pack(">4I", *[2**32 - 1] * 4) + b"\0")
+    out = peak_memory(read_idx, path)
+    assert isinstance(out.error, ValueError) and "max_bytes" in str(out.error), out
+    assert "huge.idx" in str(out.error) and out.peak < 1 << 20
+    a = np.arange(100, dtype=np.uint8)
+    write_idx(tmp_path / "a.idx", a)
+    assert np.array_equal(read_idx(tmp_path / "a.idx", max_bytes=100), a)
+    with pytest.raises(ValueError, match="max_bytes=99"):
+        read_idx(tmp_path / "a.idx", max_bytes=99)
+    # a raw file is measured before it is read: a declared 1 GiB with 1 byte present
+    path.write_bytes(bytes([0, 0, 0x08, 1]) + struct.pack(">I", 2**30) + b"\0")
+    out = peak_memory(read_idx, path)
+    assert isinstance(out.error, ValueError) and "truncated" in str(out.error), out
+    assert out.peak < 1 << 20
+
+
+def test_bad_path_and_limit_arguments(tmp_path):
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
+        read_idx(12345)
+    write_idx(tmp_path / "a.idx", np.zeros(3, np.uint8))
+    with pytest.raises(TypeError, match="max_bytes"):
+        read_idx(tmp_path / "a.idx", max_bytes=1.5)
+    with pytest.raises(ValueError, match="max_bytes"):
+        read_idx(tmp_path / "a.idx", max_bytes=-1)
+
+
+def test_content_hash_streams_gzip(tmp_path, peak_memory):
+    from refimpl.data.fashion_mnist import _sha256_of_content
+
+    path = tmp_path / "bomb.gz"
+    _gzip_bomb(path, 10, 32 << 20)
+    out = peak_memory(_sha256_of_content, path)
+    assert out.error is None and out.peak < 8 << 20, out  # one 1 MiB chunk at a time

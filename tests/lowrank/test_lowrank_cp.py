@@ -88,8 +88,8 @@ def test_cp_to_tensor_is_a_sum_of_outer_products():
 )
 def test_recovers_a_planted_low_rank_tensor(shape, rank, seed):
     X = planted(shape, rank, seed)
-    weights, factors, errors = cp_als(X, rank, n_iter_max=400, tol=1e-15, rng=seed,
-                                      return_errors=True)
+    res = cp_als(X, rank, max_iter=400, tol=1e-15, rng=seed)
+    weights, factors, errors = res.weights, res.factors, res.errors
     assert rel_error(X, weights, factors) < 1e-10  # near machine precision
     assert errors[-1] == pytest.approx(rel_error(X, weights, factors), abs=1e-14)
     assert np.all(np.diff(weights) <= 0)
@@ -106,7 +106,7 @@ def test_recovers_a_planted_low_rank_tensor(shape, rank, seed):
 )
 def test_error_never_increases(shape, rank, seed, init):
     X = np.random.default_rng(seed).standard_normal(shape)
-    *_, errors = cp_als(X, rank, n_iter_max=30, tol=0, init=init, rng=seed, return_errors=True)
+    errors = cp_als(X, rank, max_iter=30, tol=0, init=init, rng=seed).errors
     assert len(errors) == 30 or errors[-1] == 0.0
     assert np.all(np.diff(errors) <= 1e-12)
     assert 0.0 <= errors[-1] <= 1.0
@@ -118,7 +118,7 @@ def test_same_iterates_as_a_plain_lstsq_als(seed):
     gen = np.random.default_rng(seed)
     X = gen.standard_normal((7, 6, 5))
     init = [gen.standard_normal((s, 3)) for s in X.shape]
-    w, f = cp_als(X, 3, n_iter_max=6, tol=0, init=init)
+    w, f = cp_als(X, 3, max_iter=6, tol=0, init=init)
     w_ref, f_ref = reference_als(X, init, 6)
     np.testing.assert_allclose(cp_to_tensor(w, f), cp_to_tensor(w_ref, f_ref), atol=1e-8)
 
@@ -129,7 +129,7 @@ def test_noisy_tensor_error_no_worse_than_reference_or_truth(seed):
     X = planted(shape, rank, seed)
     noise = np.random.default_rng(100 + seed).standard_normal(shape)
     Y = X + 0.1 * noise * np.linalg.norm(X) / np.linalg.norm(noise)
-    w, f = cp_als(Y, rank, n_iter_max=200, tol=1e-12)
+    w, f = cp_als(Y, rank, max_iter=200, tol=1e-12)
     ours = rel_error(Y, w, f)
     # the planted factors themselves leave exactly the noise
     truth = np.linalg.norm(Y - X) / np.linalg.norm(Y)
@@ -150,21 +150,71 @@ def test_no_worse_than_tensorly_if_installed():
     Y = X + 0.2 * noise * np.linalg.norm(X) / np.linalg.norm(noise)
     cpt = parafac(tl.tensor(Y), 5, init="svd", n_iter_max=200, tol=1e-10)
     theirs = np.linalg.norm(tl.cp_to_tensor(cpt) - Y) / np.linalg.norm(Y)
-    w, f = cp_als(Y, 5, n_iter_max=200, tol=1e-10)
+    w, f = cp_als(Y, 5, max_iter=200, tol=1e-10)
     assert rel_error(Y, w, f) <= theirs + 1e-9
 
 
 def test_random_init_is_reproducible():
     X = np.random.default_rng(0).standard_normal((6, 5, 4))
-    a = cp_als(X, 3, init="random", rng=11, n_iter_max=5)
-    b = cp_als(X, 3, init="random", rng=np.random.default_rng(11), n_iter_max=5)
+    a = cp_als(X, 3, init="random", rng=11, max_iter=5)
+    b = cp_als(X, 3, init="random", rng=np.random.default_rng(11), max_iter=5)
     np.testing.assert_array_equal(a[0], b[0])
     for fa, fb in zip(a[1], b[1], strict=True):
         np.testing.assert_array_equal(fa, fb)
 
 
+def old_svd_start(X, rank, seed):
+    """The start before the GEVD one: singular vectors, random normal columns where too short."""
+    gen = np.random.default_rng(seed)
+    fills = [gen.standard_normal((n, rank - min(n, X.size // n, rank))) for n in X.shape]
+    return [np.hstack([np.linalg.svd(unfold(X, m), full_matrices=False)[0][:, :rank], fill])
+            for m, fill in enumerate(fills)]
+
+
+def hard_kernel(noise=0.1):
+    """A planted rank-8 CP tensor of LeNet-5 conv2's shape (two modes of 5 < 8) plus noise."""
+    X = planted((50, 20, 5, 5), 8, 0)
+    e = np.random.default_rng(99).standard_normal(X.shape)
+    return X + noise * e * np.linalg.norm(X) / np.linalg.norm(e)
+
+
+def test_short_mode_start_is_deterministic_and_no_worse_than_the_old_one():
+    Y = hard_kernel()
+    a = cp_als(Y, 8, rng=5)
+    b = cp_als(Y, 8, rng=np.random.default_rng(5))
+    for x, y in zip([a.weights, *a.factors, a.errors], [b.weights, *b.factors, b.errors],
+                    strict=True):
+        np.testing.assert_array_equal(x, y)
+    new, old = [], []
+    for seed in range(10):
+        new.append(cp_als(Y, 8, rng=seed, max_iter=300).errors)
+        old.append(cp_als(Y, 8, init=old_svd_start(Y, 8, seed), max_iter=300).errors)
+    # converges to the best fit any old start found, and in fewer sweeps than the old median
+    best_old = min(e[-1] for e in old)
+    assert all(e[-1] <= best_old + 1e-9 for e in new)
+    assert max(len(e) for e in new) <= np.median([len(e) for e in old])
+    assert max(len(e) for e in new) <= 10  # the old start needs 8 to over 100
+
+
+def test_short_mode_start_recovers_an_exact_cp_tensor_at_once():
+    X = planted((12, 10, 3), 5, 4)  # mode 2 is shorter than the rank
+    res = cp_als(X, 5, tol=1e-14, rng=0)
+    w, f, errors = res.weights, res.factors, res.errors
+    assert errors[0] < 1e-8 and rel_error(X, w, f) < 1e-12
+
+
+def test_far_from_low_rank_keeps_the_old_random_start():
+    X = np.random.default_rng(3).standard_normal((12, 10, 3, 3))  # fits rank 5 badly
+    w, f = cp_als(X, 5, max_iter=20, rng=7)
+    w_old, f_old = cp_als(X, 5, max_iter=20, init=old_svd_start(X, 5, 7))
+    np.testing.assert_array_equal(w, w_old)
+    for x, y in zip(f, f_old, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_zero_tensor():
-    w, f, errors = cp_als(np.zeros((3, 4, 2)), 2, return_errors=True)
+    res = cp_als(np.zeros((3, 4, 2)), 2)
+    w, errors = res.weights, res.errors
     assert errors == [0.0] and np.all(w == 0)
 
 
@@ -177,7 +227,7 @@ def test_zero_tensor():
         ((np.ones((3, 3)), 2), dict(init="hosvd"), ValueError),
         ((np.ones((3, 3)), 2), dict(init=[np.ones((3, 2))]), ValueError),
         ((np.ones((3, 3)), 2), dict(tol=-1.0), ValueError),
-        ((np.ones((3, 3)), 2), dict(n_iter_max=0), ValueError),
+        ((np.ones((3, 3)), 2), dict(max_iter=0), ValueError),
         ((np.array([[np.inf, 1.0]]), 1), {}, ValueError),
         ((np.array([["a", "b"]]), 1), {}, TypeError),
     ],
@@ -202,7 +252,7 @@ def test_cp_als_bad_input(args, kwargs, exc):
 def test_four_layers_compute_the_reconstructed_kernel(c_in, c_out, kh, kw, stride, padding,
                                                       rank, seed):
     conv = Conv2d(c_in, c_out, (kh, kw), stride=stride, padding=padding, rng=seed)
-    weights, factors = cp_als(conv.weight, rank, n_iter_max=20, rng=seed)
+    weights, factors = cp_als(conv.weight, rank, max_iter=20, rng=seed)
     layers = cp_conv_layers(conv, weights, factors)
     reference = Conv2d(c_in, c_out, (kh, kw), stride=stride, padding=padding)
     reference.weight = cp_to_tensor(weights, factors)
@@ -221,7 +271,7 @@ def test_four_layers_compute_the_reconstructed_kernel(c_in, c_out, kh, kw, strid
 
 def test_cp_decompose_conv_structure_and_cost():
     conv = Conv2d(20, 50, 5, rng=0)
-    layers = cp_decompose_conv(conv, 16, n_iter_max=3, rng=0)
+    layers = cp_decompose_conv(conv, 16, max_iter=3, rng=0)
     model = Sequential(*layers)
     cost = profile(model, (20, 12, 12))
     assert cost.params == 16 * (20 + 5 + 5 + 50) + 50
@@ -252,7 +302,7 @@ def test_cp_conv_bad_input():
         cp_decompose_conv(Conv2d(4, 4, 3, groups=2), 2)
     with pytest.raises(ValueError, match="rank"):
         cp_decompose_conv(conv, 0)
-    w, f = cp_als(conv.weight, 2, n_iter_max=2)
+    w, f = cp_als(conv.weight, 2, max_iter=2)
     with pytest.raises(ValueError, match="factors"):
         cp_conv_layers(conv, w, f[:3])
     with pytest.raises(ValueError, match="factors"):
@@ -263,3 +313,14 @@ def test_cp_conv_bad_input():
         khatri_rao([np.ones((2, 2)), np.ones((3, 3))])
     with pytest.raises(ValueError, match="unfolding"):
         fold(np.ones((2, 4)), 0, (2, 3))
+
+
+def test_absurd_rank_is_refused_before_allocation(peak_memory):
+    # rank=10**7 asked NumPy for a 728 TiB Gram matrix (MemoryError)
+    out = peak_memory(cp_als, np.ones((3, 3, 3)), rank=10**7)
+    assert isinstance(out.error, ValueError) and "rank must lie in [1, 64]" in str(out.error)
+    assert out.peak < 1 << 20
+    big = np.random.default_rng(0).standard_normal((20, 10, 10))  # at most 100 terms needed
+    assert cp_als(big, 100, max_iter=1).weights.shape == (100,)
+    with pytest.raises(ValueError, match=r"rank must lie in \[1, 100\]"):
+        cp_als(big, 101)

@@ -91,7 +91,8 @@ def test_refinement_lowers_the_data_error_monotonically(seed):
     # correlated inputs with a non-zero mean, as real activations are
     base = gen.standard_normal((40, 1, 8, 8))
     x = (np.abs(base + 0.5 * gen.standard_normal((40, 4, 8, 8))) + 0.2).astype(np.float32)
-    v, h, history = separable_factorize(conv, 3, inputs=x, n_iter=6, return_history=True)
+    pair = separable_factorize(conv, 3, inputs=x, n_iter=6)
+    v, h, history = pair.vertical, pair.horizontal, pair.history
     assert len(history) == 1 + 2 * 6
     assert np.all(np.diff(history) <= 1e-9)
     assert history[-1] < history[0]

@@ -6,7 +6,6 @@ import pytest
 from refimpl.baselines import load_dataset
 from refimpl.cost import profile
 from refimpl.lowrank import (
-    compare_inference,
     cp_decompose_conv,
     layer_inputs,
     relative_output_error,
@@ -17,6 +16,7 @@ from refimpl.lowrank import (
 )
 from refimpl.models import digits_cnn, digits_mlp
 from refimpl.nn import SGD, Linear, Sequential, evaluate, fit
+from refimpl.timing import time_inference
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def digits():
 
 def test_substitute_names_and_keeps_the_original():
     model = digits_cnn(rng=0)
-    new = substitute(model, "conv2", cp_decompose_conv(model["conv2"], 4, n_iter_max=5))
+    new = substitute(model, "conv2", cp_decompose_conv(model["conv2"], 4, max_iter=5))
     assert new.names()[3:8] == ["conv2_1", "conv2_2", "conv2_3", "conv2_4", "relu2"]
     assert model.names()[3] == "conv2"
     assert new["relu1"] is not model["relu1"]  # the other layers are copies
@@ -85,17 +85,17 @@ def test_separable_factorization_in_a_cnn(digits):
     )
 
 
-def test_compare_inference(digits):
+def test_time_inference_compares_a_factorized_model(digits):
     (X, _), _ = digits
     model = digits_mlp(rng=0)
     small = substitute(model, "fc1", svd_factorize(model["fc1"], 4))
-    times = compare_inference({"dense": model, "svd": small}, X[:64], repeats=3,
+    times = time_inference({"dense": model, "svd": small}, X[:64], repeats=3,
                               batch_size=32)
     assert set(times) == {"dense", "svd"}
     assert all(t > 0 for t in times.values())
     with pytest.raises(ValueError, match="models"):
-        compare_inference({}, X[:4])
+        time_inference({}, X[:4])
     with pytest.raises(TypeError, match="models"):
-        compare_inference({"a": 3}, X[:4])
+        time_inference({"a": 3}, X[:4])
     with pytest.raises(ValueError, match="repeats"):
-        compare_inference({"a": model}, X[:4], repeats=0)
+        time_inference({"a": model}, X[:4], repeats=0)

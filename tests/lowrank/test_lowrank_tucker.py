@@ -23,7 +23,8 @@ def test_recovers_a_planted_tucker2_kernel(seed):
     u_out = np.linalg.qr(gen.standard_normal((10, 4)))[0]
     u_in = np.linalg.qr(gen.standard_normal((8, 3)))[0]
     X = tucker_to_tensor(core, [u_out, u_in], [0, 1])
-    core2, factors, errors = partial_tucker(X, [4, 3], [0, 1], return_errors=True)
+    res = partial_tucker(X, [4, 3], [0, 1])
+    core2, factors, errors = res.core, res.factors, res.errors
     assert errors[-1] < 1e-12
     np.testing.assert_allclose(tucker_to_tensor(core2, factors, [0, 1]), X, atol=1e-12)
 
@@ -37,7 +38,8 @@ def test_recovers_a_planted_tucker2_kernel(seed):
 def test_hooi_improves_on_hosvd_and_keeps_orthonormal_factors(shape, seed, frac):
     X = np.random.default_rng(seed).standard_normal(shape)
     ranks = [max(1, int(frac * shape[0])), max(1, int(frac * shape[1]))]
-    core, factors, errors = partial_tucker(X, ranks, [0, 1], n_iter_max=20, return_errors=True)
+    res = partial_tucker(X, ranks, [0, 1], max_iter=20)
+    core, factors, errors = res.core, res.factors, res.errors
     assert np.all(np.diff(errors) <= 1e-12)  # HOOI never does worse than where it started
     for U, r in zip(factors, ranks, strict=True):
         np.testing.assert_allclose(U.T @ U, np.eye(r), atol=1e-10)

@@ -167,6 +167,30 @@ def test_grouped_conv_equals_separate_convs():
         np.testing.assert_allclose(y[:, 3 * g : 3 * g + 3], part(x[:, 2 * g : 2 * g + 2]))
 
 
+def test_conv2d_reuses_its_buffers_safely():
+    """Columns and their gradient are reused between calls (fewer page faults): never stale,
+    in either column order, for either input layout."""
+    conv = Conv2d(3, 4, 3, padding=1, rng=2).astype(np.float64)
+    # short output rows take the batch-last columns, long ones (20 float64) the batch-first
+    calls = [randn(2, 3, 5, 5, seed=s) for s in range(3)] + [randn(3, 3, 4, 6, seed=3)]
+    calls += [randn(2, 3, 4, 20, seed=4), randn(2, 3, 4, 20, seed=5), randn(2, 3, 5, 5, seed=6)]
+    for x in calls:
+        # the same input in the batch-last layout a convolution returns, and a fresh layer
+        x_batch_last = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+        fresh = Conv2d(3, 4, 3, padding=1, rng=2).astype(np.float64)
+        g = randn(*conv(x).shape, seed=9)
+        results = []
+        for layer, inp in ((conv, x), (conv, x_batch_last), (fresh, x)):
+            y = layer.forward(inp, train=True)
+            dx = layer.backward(g)
+            dx_again = layer.backward(g)  # several backward passes per forward (as OBS does)
+            np.testing.assert_array_equal(dx, dx_again)
+            results.append((y, dx, layer.grads["weight"].copy(), layer.grads["bias"].copy()))
+        for other in results[1:]:
+            for a, b in zip(results[0], other, strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+
+
 def test_pools_hand_computed():
     x = np.array(
         [[1.0, 2.0, 5.0, 0.0], [3.0, 4.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0], [-1.0, 7.0, 2.0, 3.0]]
@@ -221,6 +245,14 @@ def test_float32_in_float32_out():
         (lambda: Dropout(1.0), ValueError, "p must"),
         (lambda: BatchNorm1d(-2), ValueError, "num_features"),
         (lambda: MaxPool2d(2, padding=2), ValueError, "padding"),
+        # padding is checked per axis, as PyTorch does: the larger kernel side used to pass
+        (lambda: MaxPool2d((4, 1), padding=(0, 1)), ValueError, r"padding=\(0, 1\)"),
+        (lambda: AvgPool2d((1, 4), padding=(1, 2)), ValueError, "along each axis"),
+        (lambda: BatchNorm1d(3, momentum="0.1"), TypeError, "momentum"),
+        (lambda: BatchNorm2d(3, eps="1e-5"), TypeError, "eps"),
+        (lambda: BatchNorm1d(3, eps=0.0), ValueError, "eps"),
+        (lambda: BatchNorm1d(3, momentum=1.5), ValueError, "momentum"),
+        (lambda: Dropout("0.5"), TypeError, "p must"),
     ],
 )
 def test_bad_constructor_arguments(make, exc, match):
@@ -252,3 +284,86 @@ def test_weight_assignment_checks_shape():
     layer.parametrize("weight", Mask(np.ones((2, 3), bool)))
     with pytest.raises(ValueError, match="parametrized"):
         layer.weight = np.zeros((2, 3))
+
+
+# --------------------------------------------------------------------------- backward contract
+def _every_layer():
+    """One layer of every kind in the package, with an input of the right shape."""
+    from refimpl.nn import Sequential
+
+    img = randn(2, 3, 8, 8)
+    return [
+        (Linear(5, 4, rng=0), randn(2, 5)),
+        (Conv2d(3, 4, 3, padding=1, rng=0), img),
+        (Conv2d(3, 6, 3, groups=3, rng=0), img),
+        (MaxPool2d(2), img),
+        (MaxPool2d(3, stride=2, padding=1), img),
+        (AvgPool2d(2), img),
+        (ReLU(), randn(4, 5)),
+        (Tanh(), randn(4, 5)),
+        (Sigmoid(), randn(4, 5)),
+        (Flatten(), img),
+        (Dropout(0.5, rng=0), randn(4, 5)),
+        (BatchNorm1d(5), randn(4, 5)),
+        (BatchNorm2d(3), img),
+        (Sequential(Linear(5, 4, rng=0), ReLU()), randn(2, 5)),
+    ]
+
+
+@pytest.mark.parametrize("layer,x", _every_layer(), ids=lambda v: type(v).__name__)
+def test_backward_checks_its_argument(layer, x):
+    with pytest.raises(ValueError, match="no forward pass"):  # was an AttributeError
+        layer.backward(np.ones((1,)))
+    y = layer.forward(x, train=True)
+    name = type(layer).__name__
+    bad_shapes = [(1, *y.shape[1:]), (*y.shape, 1), y.shape[:-1]]
+    for shape in bad_shapes:  # broadcasting or a matmul error deep inside, before
+        with pytest.raises(ValueError, match=rf"{name}.backward: grad_out must have shape"):
+            layer.backward(np.ones(shape))
+    with pytest.raises(TypeError, match="grad_out must be a numpy.ndarray"):
+        layer.backward(np.ones(y.shape).tolist())
+    with pytest.raises(TypeError, match="grad_out must be a floating-point"):
+        layer.backward(np.ones(y.shape, dtype=np.int64))
+    assert layer.backward(np.ones_like(y)).shape == x.shape
+
+
+def test_relu_and_tanh_no_longer_broadcast_a_gradient():
+    for act in (ReLU(), Tanh()):
+        act.forward(randn(4, 5))
+        with pytest.raises(ValueError, match=r"shape \(4, 5\).*got \(1, 5\)"):
+            act.backward(np.ones((1, 5)))
+
+
+def test_an_overriding_layer_keeps_the_contract():
+    class Scaled(ReLU):  # calls super() in both passes, with other shapes inside
+        def forward(self, x, train=False):
+            return super().forward(x.reshape(len(x), -1), train).sum(axis=1, keepdims=True)
+
+        def backward(self, grad_out):
+            return super().backward(np.repeat(grad_out, self._mask.shape[1], axis=1))
+
+    layer = Scaled()
+    x = randn(3, 2, 2)
+    assert layer.forward(x).shape == (3, 1)
+    assert layer.backward(np.ones((3, 1))).shape == (3, 4)
+    with pytest.raises(ValueError, match="Scaled.backward"):
+        layer.backward(np.ones((3, 4)))
+
+
+def test_flatten_refuses_a_scalar():
+    with pytest.raises(ValueError, match=r"Flatten expects input of shape \(N, \.\.\.\)"):
+        Flatten().forward(np.array(1.0))  # an IndexError before
+    with pytest.raises(TypeError, match="ndarray"):
+        Flatten().forward([1.0, 2.0])
+
+
+def test_nan_propagates_through_activations():
+    x = np.array([[np.nan, -1.0, 2.0, 0.0]])
+    for act in (ReLU(), Tanh(), Sigmoid()):
+        y = act.forward(x)
+        assert np.isnan(y[0, 0]) and not np.isnan(y[0, 1:]).any(), type(act).__name__
+    assert ReLU().forward(x)[0, 1:].tolist() == [0.0, 2.0, 0.0]  # ReLU(nan) was 0
+    pool = MaxPool2d(2)
+    img = np.zeros((1, 1, 2, 2))
+    img[0, 0, 1, 1] = np.nan
+    assert np.isnan(pool.forward(img)).all()

@@ -282,3 +282,87 @@ def test_mask_property_any_mask_any_steps(sparsity, seed):
         layer.backward(out)
         opt.step(layer)
     assert np.all(layer["l"].weight[~mask] == 0.0)
+
+
+# -- training that notices NaN, and batch sizes that make sense ---------------------------------
+def _net(seed=0):
+    return Sequential(Linear(10, 16, rng=seed), ReLU(), Linear(16, 3, rng=seed + 1))
+
+
+def test_fit_stops_when_training_diverges():
+    X, y = toy_data()
+    m = _net()
+    # lr 1e6 returned a history of nan losses and NaN weights, with only NumPy's warnings
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError) as info:
+        fit(m, (X, y), epochs=30, optimizer=SGD(1e6), batch_size=50, rng=0, verbose=False)
+    msg = str(info.value)
+    assert "fit stopped" in msg and "epoch" in msg and "step" in msg
+    assert "lower the learning rate (lr=1e+06)" in msg
+
+
+def test_fit_stops_at_a_nan_input_and_leaves_the_weights_finite():
+    X, y = toy_data()
+    X = X.copy()
+    X[7, 3] = np.nan  # one NaN pixel made fc1.weight NaN while the reported loss stayed finite
+    m = _net()
+    with pytest.raises(FloatingPointError, match=r"loss is nan at epoch 1, step \d+ .*inputs "
+                                                 "hold NaN"):  # fmt: skip
+        fit(m, (X, y), epochs=1, optimizer=SGD(0.1), batch_size=20, rng=0, verbose=False)
+    assert all(np.isfinite(v).all() for _, v in m.named_parameters())
+
+
+def test_fit_names_the_tensor_whose_gradient_is_not_finite():
+    X, y = toy_data()
+
+    class Poison:
+        def on_before_step(self, model):
+            model["fc2"].grads["bias"][1] = np.inf
+
+    with pytest.raises(FloatingPointError, match=r"gradient of fc2\.bias .* epoch 1, step 1 "):
+        fit(_net(), (X, y), epochs=1, optimizer=SGD(0.1), callbacks=[Poison()], verbose=False)
+
+    class Blowup:  # an update that leaves a parameter infinite at the end of the epoch
+        def on_epoch_end(self, model, epoch, history):
+            pass
+
+        def on_step_end(self, model, step):
+            model["fc1"].params["weight"][0, 0] = np.inf if step == 4 else 0.0
+
+    with pytest.raises(FloatingPointError, match=r"fc1\.weight holds NaN or infinite values "
+                                                 r"after epoch 1 \(step 4\)"):  # fmt: skip
+        fit(_net(), (X, y), epochs=2, optimizer=SGD(0.1), batch_size=50, callbacks=[Blowup()],
+            verbose=False)  # fmt: skip
+
+
+@pytest.mark.parametrize("batch_size,exc", [(0, ValueError), (-1, ValueError),
+                                            (2.5, TypeError), ("64", TypeError)])  # fmt: skip
+def test_batch_size_is_checked_everywhere(batch_size, exc):
+    from refimpl.nn import accuracy, forward_through
+
+    X, y = toy_data(n=20)
+    m = _net()
+    # evaluate(batch_size=-1) returned accuracy 0.0; batch_size=0 failed inside range()
+    for call in (
+        lambda: evaluate(m, (X, y), batch_size=batch_size),
+        lambda: accuracy(m, (X, y), batch_size=batch_size),
+        lambda: predict(m, X, batch_size=batch_size),
+        lambda: forward_through(m, X, 1, batch_size=batch_size),
+        lambda: fit(m, (X, y), epochs=1, optimizer=SGD(0.1), batch_size=batch_size,
+                    verbose=False),  # fmt: skip
+    ):
+        with pytest.raises(exc, match="batch_size"):
+            call()
+
+
+def test_schedules_and_adam_name_their_arguments():
+    for bad, exc in ((2.5, TypeError), ("3", TypeError), (0, ValueError)):
+        with pytest.raises(exc, match="step_size"):  # 2.5 was truncated to 2, "3" accepted
+            StepLR(SGD(0.1), bad)
+        with pytest.raises(exc, match="T_max"):
+            CosineAnnealingLR(SGD(0.1), bad)
+    with pytest.raises(TypeError, match="betas must be a pair"):
+        Adam(betas=0.9)
+    with pytest.raises(TypeError, match="lr must be a real number"):
+        SGD("0.1")
+    with pytest.raises(TypeError, match="momentum must be a real number"):
+        SGD(0.1, momentum="0.9")

@@ -101,3 +101,17 @@ def test_lenet5_logits_match_torch():
     h = F.relu(F.linear(h.flatten(1), sd["fc1.weight"], sd["fc1.bias"]))
     theirs = F.linear(h, sd["fc2.weight"], sd["fc2.bias"])
     np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_nan_through_activations_matches_torch():
+    from refimpl.nn import ReLU, Sigmoid, Tanh
+
+    x = np.array([[np.nan, -1.0, 2.0, 0.0, np.inf, -np.inf]])
+    dy = np.arange(1.0, 7.0)[None]
+    for ours, theirs in [(ReLU(), torch.relu), (Tanh(), torch.tanh), (Sigmoid(), torch.sigmoid)]:
+        xt = t(x)
+        yt = theirs(xt)
+        yt.backward(torch.tensor(dy))
+        y = ours.forward(x)
+        np.testing.assert_array_equal(y, yt.detach().numpy())
+        np.testing.assert_allclose(ours.backward(dy), xt.grad.numpy(), rtol=1e-12, atol=0)

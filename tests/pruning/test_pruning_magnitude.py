@@ -115,7 +115,7 @@ def test_prune_model_layer_scope_uses_mask_parametrization():
     prune_model(model, 0.7)
     for n, w in dense.items():
         layer = model[n]
-        assert isinstance(layer.parametrizations["weight"], Mask)
+        assert [type(p) for p in layer.chain("weight")] == [Mask]
         assert f"{n}.weight.orig" in model.state_dict()
         assert f"{n}.weight.mask" in model.state_dict()
         np.testing.assert_array_equal(layer.buffers["weight.mask"].astype(bool),
@@ -137,7 +137,7 @@ def test_prune_model_global_and_dict_and_layers():
     model = digits_mlp(rng=0)
     prune_model(model, 0.5, layers=["fc2"])
     assert "weight" not in model["fc1"].parametrizations
-    assert isinstance(model["fc2"].parametrizations["weight"], Mask)
+    assert [type(p) for p in model["fc2"].chain("weight")] == [Mask]
 
 
 @settings(max_examples=25, deadline=None)
@@ -197,23 +197,22 @@ def test_prune_model_bad_arguments():
         prune_by_scores(model, {"fc1": np.ones((2, 2))}, 0.5)
 
 
-def test_other_parametrization_is_refused():
+def test_pruning_stacks_on_another_parametrization():
+    """A mask joins the weight's chain after any other step, and its zeros hold."""
     from refimpl.nn import Parametrization
 
     class Scale(Parametrization):
-        def init(self, weight):
-            return {"v": weight.copy()}, {}
+        def materialize(self, x, params, buffers):
+            return 2 * x
 
-        def materialize(self, params, buffers):
-            return 2 * params["v"]
-
-        def pullback(self, g, params, buffers):
-            return {"v": 2 * g}
+        def pullback(self, g, x, params, buffers):
+            return 2 * g, {}
 
     model = digits_mlp(rng=0)
     model["fc1"].parametrize("weight", Scale())
-    with pytest.raises(ValueError, match="Scale parametrization"):
-        prune_model(model, 0.5)
+    prune_model(model, 0.5)
+    assert [type(p) for p in model["fc1"].chain("weight")] == [Scale, Mask]
+    assert int((model["fc1"].weight == 0).sum()) == round(0.5 * model["fc1"].weight.size)
 
 
 def test_han_threshold_rule():
@@ -258,3 +257,15 @@ def test_random_prune_counts_and_subset():
 def test_mask_from_scores_removes_lowest_scores():
     scores = np.array([[3.0, -1.0], [0.5, 2.0]])
     np.testing.assert_array_equal(mask_from_scores(scores, 0.5), [[True, False], [False, True]])
+
+
+def test_random_mask_refuses_a_shape_it_would_truncate():
+    with pytest.raises(TypeError, match=r"shape must be a tuple of ints, got \(2\.5, 3\)"):
+        random_mask((2.5, 3), 0.5)  # was silently a (2, 3) mask
+    with pytest.raises(TypeError, match="shape"):
+        random_mask(("2", 3), 0.5)
+    with pytest.raises(TypeError, match="shape"):
+        random_mask(6, 0.5)
+    with pytest.raises(ValueError, match="sizes >= 1"):
+        random_mask((0, 3), 0.5)
+    assert random_mask((np.int64(2), 3), 0.5, rng=0).shape == (2, 3)

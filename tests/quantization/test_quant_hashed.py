@@ -61,8 +61,8 @@ def test_bucket_gradient_is_the_sum_of_signed_virtual_gradients():
     assert np.allclose(layer.grads["buckets"], expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("n_buckets", [1, 7, 40])
-def test_hashed_linear_gradcheck(n_buckets):
+@pytest.mark.parametrize("n_buckets", [1, 7, 35])  # 35: every entry of the (5, 7) virtual
+def test_hashed_linear_gradcheck(n_buckets):  # matrix, with collisions (empty buckets)
     layer = HashedLinear(6, 5, n_buckets, seed=4, rng=0)
     res = gradcheck(layer, np.random.default_rng(1).standard_normal((3, 6)))
     assert res.passed, res
@@ -122,3 +122,9 @@ def test_bad_inputs():
         HashedLinear(3, 2, 4).forward(np.ones((2, 4), np.float32))
     with pytest.raises(ValueError, match="n_buckets"):
         HashedWeights(0)
+    # more buckets than entries would store more than the dense weight: 2**40 buckets asked
+    # NumPy for 8 TiB before
+    with pytest.raises(ValueError, match=r"n_buckets must lie in \[1, 15\]"):
+        HashedLinear(4, 3, 2**40)
+    with pytest.raises(ValueError, match="n_buckets=1099511627776 exceeds the weight's 12"):
+        Linear(4, 3).parametrize("weight", HashedWeights(2**40))

@@ -1,5 +1,7 @@
 """k-means weight sharing: 1-D k-means quality, the pruned-zero encoding, SharedWeights."""
 
+import importlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -15,6 +17,9 @@ from refimpl.quantization import (
     kmeans_quantize,
     shared_weight,
 )
+
+# the module (refimpl.quantization.kmeans is also the name of a function in the package)
+kmeans_module = importlib.import_module("refimpl.quantization.kmeans")
 
 
 def brute_force_dp(x, k):
@@ -73,13 +78,59 @@ def test_optimal_1d_kmeans_no_worse_than_general_kmeans(dist, k):
     assert ours == pytest.approx(exact, rel=1e-9)
 
 
-def test_grouped_optimal_is_close_to_exact_on_many_values():
-    # 20,000 distinct values: the optimal init runs its DP on 8192 groups, then Lloyd polishes
+def test_grouped_optimal_is_close_to_exact_on_many_values(monkeypatch):
+    # 20,000 distinct values with a table too small for them: the optimal init runs its DP on
+    # 8192 groups, then Lloyd polishes
     x = np.random.default_rng(3).standard_normal(20_000)
-    _, _, ours = kmeans_1d(x, 8, init="optimal")
     _, exact = kmeans_1d_exact(x, 8)
+    monkeypatch.setattr(kmeans_module, "MAX_DP_TABLE", 8 * 10_000)
+    _, _, ours = kmeans_1d(x, 8, init="optimal")
     assert exact * (1 - 1e-9) <= ours <= exact * (1 + 1e-4)
     assert ours <= best_kmeans2(x, 8, restarts=3) * (1 + 1e-9)
+
+
+def test_optimal_is_exact_on_heavy_tails_when_the_table_fits():
+    # equal-count groups lose the sparse tails (2x the optimum on 100,000 Student t weights at
+    # k = 64); with 20,000 distinct values at k = 32 the DP runs on all of them
+    x = np.random.default_rng(4).standard_t(3, 20_000)
+    _, _, ours = kmeans_1d(x, 32, init="optimal")
+    _, exact = kmeans_1d_exact(x, 32)
+    assert ours == pytest.approx(exact, rel=1e-9)
+
+
+def random_weights(dist, n, seed):
+    gen = np.random.default_rng(seed)
+    return {
+        "normal": lambda: 0.05 * gen.standard_normal(n),
+        "student_t": lambda: 0.02 * gen.standard_t(2, n),
+        "repeated": lambda: np.round(gen.standard_normal(n), 1),  # few distinct values
+        "pruned": lambda: np.where(gen.random(n) < 0.6, 0.0, gen.laplace(size=n)),
+    }[dist]().astype(np.float32)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2, 3000),
+    k=st.integers(1, 64),
+    dist=st.sampled_from(["normal", "student_t", "repeated", "pruned"]),
+    seed=st.integers(0, 10_000),
+)
+def test_optimal_init_never_worse_than_linear_then_lloyd(n, k, dist, seed):
+    w = random_weights(dist, n, seed)
+    nonzero = w[w != 0]
+    if nonzero.size == 0:
+        return
+    k = min(k, np.unique(nonzero).size)
+    _, _, linear = kmeans_1d(nonzero, k, init="linear")
+    _, _, optimal = kmeans_1d(nonzero, k, init="optimal")
+    assert optimal <= linear * (1 + 1e-9) + 1e-15
+    # the same through kmeans_quantize (float32 codebook, pruned zeros left out)
+    errors = {}
+    for init in ("linear", "optimal"):
+        codebook, indices = kmeans_quantize(w, k, init=init)
+        errors[init] = float(((w.astype(np.float64)
+                               - shared_weight(codebook, indices).astype(np.float64)) ** 2).sum())
+    assert errors["optimal"] <= errors["linear"] * (1 + 1e-6) + 1e-12
 
 
 @settings(max_examples=25, deadline=None)
@@ -195,7 +246,7 @@ def test_fine_tuning_keeps_sharing_and_pruning():
     mask = rng.random((2, 10)) > 0.5
     model["fc"].parametrize("weight", Mask(mask))
     cb, idx = kmeans_quantize(model["fc"].weight, 4)
-    model["fc"].parametrize("weight", SharedWeights(cb, idx))  # bakes the mask in
+    model["fc"].parametrize("weight", SharedWeights(cb, idx))  # chained after the mask
     before = model["fc"].params["weight.codebook"].copy()
     fit(model, (X, y), epochs=3, optimizer=SGD(0.1, momentum=0.9, weight_decay=1e-3),
         rng=0, verbose=False)
@@ -203,7 +254,9 @@ def test_fine_tuning_keeps_sharing_and_pruning():
     assert not np.allclose(model["fc"].params["weight.codebook"], before)
     assert np.array_equal(w == 0, ~mask)  # pruned stay zero
     assert np.unique(w[mask]).size <= 4  # still at most 4 shared values
-    assert set(model.state_dict()) == {"fc.bias", "fc.weight.codebook", "fc.weight.indices"}
+    # the mask stays in the chain; sharing replaced the real-valued base tensor
+    assert set(model.state_dict()) == {"fc.bias", "fc.weight.mask", "fc.weight.codebook",
+                                       "fc.weight.indices"}  # fmt: skip
 
 
 # ----------------------------------------------------------------- bad input
@@ -244,3 +297,43 @@ def test_kmeans_init_places_the_three_starts_as_deep_compression_describes():
     # the start decides the local optimum: Lloyd from `lin` is what kmeans_1d returns
     c, _, _ = kmeans_1d(x, 5, init=lin)
     assert np.allclose(c, kmeans_1d(x, 5, init="linear")[0])
+
+
+def test_one_kmeans_entry_for_scalars_and_vectors():
+    from refimpl.quantization import KMeansResult, kmeans
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(500)
+    r = kmeans(x, 4)
+    assert isinstance(r, KMeansResult)
+    c, labels, inertia = kmeans_1d(x, 4)
+    np.testing.assert_array_equal(r.centroids, c)
+    assert r.inertia == inertia
+    X = rng.standard_normal((200, 3))
+    v = kmeans(X, 5, rng=0)
+    assert v.centroids.shape == (5, 3) and v.labels.shape == (200,)
+    assert v.inertia == pytest.approx(((X - v.centroids[v.labels]) ** 2).sum())
+    with pytest.raises(ValueError, match="init"):
+        kmeans(X, 5, init="linear")
+
+
+def test_shared_weights_refuse_a_non_finite_codebook():
+    idx = np.zeros((3, 4), dtype=np.int32)
+    for bad in ([0.1, np.nan], [np.inf, 0.2]):
+        with pytest.raises(ValueError, match="codebook holds NaN or infinite"):
+            SharedWeights(np.array(bad), idx)
+    with pytest.raises(TypeError, match="codebook must be a float"):
+        SharedWeights(np.array([1, 2]), idx)
+    layer = Linear(4, 3, rng=0)  # float32: a float64 centroid of 1e300 would become inf
+    with pytest.raises(ValueError, match="codebook.*float32.*NaN or infinite"):
+        layer.parametrize("weight", SharedWeights(np.array([0.1, 1e300]), idx))
+    assert "weight" not in layer.parametrizations
+
+
+def test_absurd_codebook_sizes_are_refused_before_allocation(peak_memory):
+    w = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    for call in (lambda: kmeans_quantize(w, 2**33), lambda: kmeans_1d(w.ravel(), 2**33),
+                 lambda: SharedWeights.from_weight(w, 2**33)):  # fmt: skip
+        out = peak_memory(call)  # a MemoryError once
+        assert isinstance(out.error, ValueError) and "n_clusters" in str(out.error), out
+        assert out.peak < 1 << 20

@@ -22,7 +22,7 @@ def test_kmeans_is_a_lloyd_fixed_point_and_competitive_with_scipy():
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((6, 3)) * 5
     X = centers[rng.integers(0, 6, 600)] + rng.standard_normal((600, 3)) * 0.3
-    C, labels = kmeans(X, 6, rng=0)
+    C, labels, _ = kmeans(X, 6, rng=0)
     # assignments are nearest, centroids are means
     d = ((X[:, None, :] - C[None]) ** 2).sum(-1)
     assert np.array_equal(labels, d.argmin(1))
@@ -35,7 +35,7 @@ def test_kmeans_is_a_lloyd_fixed_point_and_competitive_with_scipy():
 def test_batched_kmeans_equals_separate_runs_in_quality():
     rng = np.random.default_rng(1)
     X = rng.standard_normal((4, 200, 2))
-    C, labels = kmeans(X, 5, rng=0)
+    C, labels, _ = kmeans(X, 5, rng=0)
     assert C.shape == (4, 5, 2) and labels.shape == (4, 200)
     for b in range(4):
         assert np.array_equal(labels[b], ((X[b][:, None] - C[b][None]) ** 2).sum(-1).argmin(1))

@@ -193,3 +193,34 @@ def test_quantize_model_parametrizes_every_dense_and_conv_layer():
     assert not only["conv1"].parametrizations and only["fc1"].parametrizations
     with pytest.raises(ValueError, match="layers"):
         quantize_model(digits_cnn(rng=0), lambda layer: UniformQuant(4), layers=["fc9"])
+
+
+# -- NaN and infinities, which activations meet in normal use --------------------------------
+def test_fake_quantize_keeps_nan_and_takes_the_range_from_finite_values():
+    x = np.array([1.0, -2.0, np.nan, 0.5])
+    y = fake_quantize(x, 8)  # was [1, -2, 0, 0]: the NaN made the scale 1
+    assert np.isnan(y[2]) and not np.isnan(y[[0, 1, 3]]).any()
+    np.testing.assert_array_equal(y[[0, 1, 3]], fake_quantize(x[[0, 1, 3]], 8))
+    z = fake_quantize(np.array([1.0, -2.0, np.inf, 0.5, -np.inf]), 8, symmetric=False)
+    scale, zero = qparams(np.array([1.0, -2.0, 0.5]), 8, symmetric=False)
+    np.testing.assert_array_equal(z[[2, 4]], dequantize(np.array([255, 0]), scale, zero))
+    w = np.random.default_rng(0).standard_normal((3, 4))
+    w[1, 2] = np.nan
+    per_channel = fake_quantize(w, 4, axis=0)
+    assert np.isnan(per_channel).sum() == 1 and np.isnan(per_channel[1, 2])
+    np.testing.assert_array_equal(per_channel[0], fake_quantize(w, 4, axis=0)[0])
+    with pytest.raises(ValueError, match="NaN"):
+        quantize(x, *qparams(x), 8)  # an integer code cannot stand for NaN
+
+
+def test_fake_quantize_layer_ignores_non_finite_values_in_its_range():
+    fq = FakeQuantize(8, momentum=1.0)
+    y = fq.forward(np.array([[1.0, -2.0, np.nan, 0.5, np.inf]]), train=True)
+    assert float(fq.buffers["min_val"]) == -2.0 and float(fq.buffers["max_val"]) == 1.0
+    assert np.isnan(y[0, 2])
+    assert y[0, 4] == np.max(y[np.isfinite(y)]) == y[0, 0]  # +inf saturates at the top
+    np.testing.assert_array_equal(fq.backward(np.ones((1, 5))), [[1, 1, 0, 1, 0]])
+    with pytest.raises(TypeError, match="momentum"):
+        FakeQuantize(8, momentum="0.1")
+    with pytest.raises(ValueError, match="momentum"):
+        FakeQuantize(8, momentum=0.0)

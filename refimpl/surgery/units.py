@@ -12,8 +12,10 @@ smaller and dense. This module does that surgery on a :class:`~refimpl.nn.Sequen
   constant output (its bias through what follows it, e.g. ``relu(b)``) is folded into the next
   layer's bias, so that the small model computes what the masked model computes;
 * :func:`shrink` removes units of several layers at once (deepest layer first, see its notes);
-* :func:`merge_units` merges neurons into their most similar twins (Srinivas & Babu, 2015);
-* :func:`measure_inference` times models against each other in one interleaved run.
+* :func:`refimpl.pruning.merge_units` (a criterion that ends in this surgery) merges neurons
+  into their most similar twins (Srinivas & Babu, 2015).
+
+Timing the results is :func:`refimpl.timing.time_inference`'s job.
 
 The surgery knows the layers that may sit between a pruned layer and the next weighted layer:
 activations (ReLU, Tanh, Sigmoid), BatchNorm (its statistics and affine parameters follow the
@@ -33,41 +35,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..nn import (
-    AvgPool2d,
-    BatchNorm1d,
-    BatchNorm2d,
-    Conv2d,
-    Dropout,
-    Flatten,
-    Linear,
-    Mask,
-    MaxPool2d,
-    ReLU,
-    Sequential,
-    Sigmoid,
-    Tanh,
-)
+from ..nn import Linear, Mask, Sequential
 from ..nn.layers import Layer
-from ..timing import time_inference
 
 __all__ = [
     "UnitChain",
     "as_keep",
-    "measure_inference",
     "mask_units",
-    "merge_units",
     "remove_units",
     "shrink",
     "unit_chain",
     "unit_count",
+    "unit_count_of",
 ]
-
-_ELEMENTWISE = (ReLU, Tanh, Sigmoid, Dropout)
-_POOLS = (MaxPool2d, AvgPool2d)
-_NORMS = (BatchNorm1d, BatchNorm2d)
-_WEIGHTED = (Linear, Conv2d)
-
 
 # --------------------------------------------------------------------------------------------
 # Finding what a layer's units feed
@@ -118,14 +98,7 @@ def _layer(model: Sequential, name: str) -> Layer:
 
 def unit_count(model: Sequential, layer_name: str) -> int:
     """Number of units (output features or filters) of layer ``layer_name``."""
-    layer = _layer(model, layer_name)
-    if isinstance(layer, Linear):
-        return layer.out_features
-    if isinstance(layer, Conv2d):
-        return layer.out_channels
-    raise TypeError(
-        f"layer {layer_name!r} is a {type(layer).__name__}; units live in Linear or Conv2d layers"
-    )
+    return unit_count_of(_layer(model, layer_name), layer_name)
 
 
 def unit_chain(model: Sequential, layer_name: str) -> UnitChain:
@@ -142,7 +115,7 @@ def unit_chain(model: Sequential, layer_name: str) -> UnitChain:
     """
     n = unit_count(model, layer_name)
     layer = model[layer_name]
-    if isinstance(layer, Conv2d) and layer.groups != 1:
+    if getattr(layer, "groups", 1) != 1:
         raise ValueError(
             f"layer {layer_name!r} is grouped (groups={layer.groups}); "
             "unit surgery supports groups=1 only"
@@ -153,55 +126,50 @@ def unit_chain(model: Sequential, layer_name: str) -> UnitChain:
     flattened = False
     for name in names[index + 1 :]:
         nxt = model[name]
-        if isinstance(nxt, _WEIGHTED):
-            if isinstance(nxt, Conv2d):
-                if flattened:
-                    raise ValueError(f"layer {name!r} is a Conv2d after a Flatten")
-                if nxt.groups != 1:
-                    raise ValueError(
-                        f"next layer {name!r} is grouped (groups={nxt.groups}); unit surgery "
-                        "supports groups=1 only"
-                    )
-                if nxt.in_channels != n:
-                    raise ValueError(
-                        f"layer {name!r} expects {nxt.in_channels} channels but {layer_name!r} "
-                        f"has {n} units"
-                    )
-                if nxt.padding != (0, 0):
-                    chain.exact = False
-            else:
-                if nxt.in_features % n:
-                    raise ValueError(
-                        f"layer {name!r} has {nxt.in_features} input features, not a multiple "
-                        f"of the {n} units of {layer_name!r}"
-                    )
-                chain.block = nxt.in_features // n
-                if chain.block > 1 and not flattened:
-                    raise ValueError(f"layer {name!r} sees {layer_name!r} without a Flatten")
+        if nxt.weighted:
+            if getattr(nxt, "groups", 1) != 1:
+                raise ValueError(
+                    f"next layer {name!r} is grouped (groups={nxt.groups}); unit surgery "
+                    "supports groups=1 only"
+                )
+            if flattened and not isinstance(nxt, Linear):
+                raise ValueError(f"layer {name!r} is a {type(nxt).__name__} after a Flatten")
+            if nxt.input_units % n:
+                raise ValueError(
+                    f"layer {name!r} has {nxt.input_units} inputs, not a multiple of the {n} "
+                    f"units of {layer_name!r}"
+                )
+            chain.block = nxt.input_units // n
+            if chain.block > 1 and not flattened:
+                raise ValueError(
+                    f"layer {name!r} expects {nxt.input_units} inputs but {layer_name!r} has "
+                    f"{n} units (and no Flatten lies between them)"
+                )
+            chain.exact = chain.exact and nxt.folds_exactly()
             chain.next_name = name
             return chain
-        if isinstance(nxt, _NORMS):
-            if nxt.num_features != n:
-                raise ValueError(
-                    f"BatchNorm {name!r} has {nxt.num_features} features but {layer_name!r} has "
-                    f"{n} units"
-                )
-        elif isinstance(nxt, Flatten):
-            flattened = True
-        elif isinstance(nxt, AvgPool2d):
-            if nxt.padding != (0, 0):
-                chain.exact = False
-        elif not isinstance(nxt, _ELEMENTWISE + _POOLS):
+        if not nxt.carries_units:
             raise TypeError(
                 f"cannot carry the units of {layer_name!r} through layer {name!r} of type "
-                f"{type(nxt).__name__}; supported in between: ReLU, Tanh, Sigmoid, Dropout, "
-                "BatchNorm1d/2d, MaxPool2d, AvgPool2d, Flatten"
+                f"{type(nxt).__name__}; units pass through layers whose class sets "
+                f"carries_units (here: {_carriers()})"
             )
+        if getattr(nxt, "num_features", n) != n:
+            raise ValueError(
+                f"{type(nxt).__name__} {name!r} has {nxt.num_features} features but "
+                f"{layer_name!r} has {n} units"
+            )
+        flattened = flattened or nxt.flattens
+        chain.exact = chain.exact and nxt.folds_exactly()
         chain.between.append((name, nxt))
     raise ValueError(
         f"layer {layer_name!r} has no following Linear or Conv2d layer: its units are the model's "
         "outputs, and removing them would change what the model predicts"
     )
+
+
+def _carriers() -> str:
+    return ", ".join(sorted(n for n, c in Layer.registry.items() if c.carries_units))
 
 
 def as_keep(keep: Sequence[int] | np.ndarray, n: int, name: str = "keep") -> np.ndarray:
@@ -235,114 +203,27 @@ def as_keep(keep: Sequence[int] | np.ndarray, n: int, name: str = "keep") -> np.
 # --------------------------------------------------------------------------------------------
 
 
-def _baked(layer: Layer) -> Layer:
-    """A deep copy whose parametrizations are baked in, except a weight Mask (returned aside)."""
-    new = copy.deepcopy(layer)
-    for key in list(new.parametrizations):
-        if not (key == "weight" and type(new.parametrizations[key]) is Mask):
-            new.remove_parametrization(key)
-    return new
-
-
-def _slice_weighted(
-    layer: Layer,
-    rows: np.ndarray | None,
-    cols: np.ndarray | None,
-    block: int = 1,
-    col_scale: np.ndarray | None = None,
-    bias_delta: np.ndarray | None = None,
-) -> Layer:
-    """Copy of a Linear/Conv2d keeping ``rows`` (outputs) and ``cols`` (input units).
-
-    ``block`` is the number of input columns per unit (``H*W`` across a Flatten).
-    ``col_scale`` multiplies the kept columns (ThiNet's least-squares rescaling). ``bias_delta``
-    (one entry per output) is added to the bias, creating one if needed. A weight Mask is sliced
-    along and stays; other parametrizations are baked in.
-    """
-    new = _baked(layer)
-    masked = "weight" in new.parametrizations
-    key = "weight.orig" if masked else "weight"
-    stores: list[tuple[dict, str]] = [(new.params, key)]
-    if masked:
-        stores.append((new.buffers, "weight.mask"))
-    for store, k in stores:
-        w = store[k]
-        dtype = w.dtype
-        if rows is not None:
-            w = w[rows]
-        if cols is not None:
-            out = w.shape[0]
-            if isinstance(new, Linear):
-                w3 = w.reshape(out, -1, block)[:, cols, :]
-                if col_scale is not None and store is new.params:
-                    w3 = w3 * col_scale[None, :, None]
-                w = w3.reshape(out, -1)
-            else:
-                w = w[:, cols]
-                if col_scale is not None and store is new.params:
-                    w = w * col_scale[None, :, None, None]
-        store[k] = np.ascontiguousarray(w, dtype=dtype)
-    if masked:
-        new.parametrizations["weight"] = Mask(new.buffers["weight.mask"].astype(bool))
-    if rows is not None and "bias" in new.params:
-        new.params["bias"] = new.params["bias"][rows].copy()
-    if bias_delta is not None and np.any(bias_delta != 0):
-        dtype = new.params[key].dtype
-        old = new.params.get("bias")
-        base = np.zeros(len(bias_delta)) if old is None else old.astype(np.float64)
-        new.params["bias"] = (base + bias_delta).astype(dtype)
-    out_units, in_units = new.params[key].shape[0], new.params[key].shape[1]
-    if isinstance(new, Linear):
-        new.out_features, new.in_features = int(out_units), int(in_units)
-    else:
-        new.out_channels, new.in_channels = int(out_units), int(in_units)
-    new.grads = {}
-    return new
-
-
-def _slice_norm(layer: Layer, keep: np.ndarray) -> Layer:
-    new = _baked(layer)
-    for store in (new.params, new.buffers):
-        for key in ("weight", "bias", "running_mean", "running_var"):
-            if key in store:
-                store[key] = store[key][keep].copy()
-    new.num_features = int(len(keep))
-    new.grads = {}
-    return new
-
-
 def _constant_outputs(layer: Layer, between: list[tuple[str, Layer]]) -> np.ndarray:
     """What each unit sends on when its weights are zero: its bias pushed through ``between``.
 
-    Shape (n_units,), float64. Pooling and Flatten leave a constant map constant; BatchNorm
-    uses its running statistics (evaluation mode), Dropout is the identity.
+    Shape (n_units,), float64. Each layer in between says what a constant becomes
+    (:meth:`refimpl.nn.Layer.constant_through`): pooling and Flatten leave it, an activation
+    applies itself, BatchNorm uses its running statistics (evaluation mode).
     """
     bias = layer.bias
     v = np.zeros(unit_count_of(layer)) if bias is None else np.asarray(bias, dtype=np.float64)
     for _, mid in between:
-        if isinstance(mid, _NORMS):
-            mean = mid.buffers["running_mean"].astype(np.float64)
-            var = mid.buffers["running_var"].astype(np.float64)
-            gamma = np.asarray(mid.get_param("weight"), dtype=np.float64)
-            beta = np.asarray(mid.get_param("bias"), dtype=np.float64)
-            v = (v - mean) / np.sqrt(var + mid.eps) * gamma + beta
-        elif isinstance(mid, ReLU):
-            v = np.maximum(v, 0.0)
-        elif isinstance(mid, Tanh):
-            v = np.tanh(v)
-        elif isinstance(mid, Sigmoid):
-            v = 0.5 * (1.0 + np.tanh(0.5 * v))  # the logistic function, without overflow
-        # Dropout (evaluation), pooling and Flatten leave a constant unchanged.
+        v = mid.constant_through(v)
     return v
 
 
-def unit_count_of(layer: Layer) -> int:
-    """Units of a ``Linear`` (``out_features``) or ``Conv2d`` (``out_channels``) layer."""
-    if isinstance(layer, Linear):
-        return layer.out_features
-    if isinstance(layer, Conv2d):
-        return layer.out_channels
-    raise TypeError(f"expected a Linear or Conv2d layer, got {type(layer).__name__}")
+def unit_count_of(layer: Layer, name: str | None = None) -> int:
+    """Units of a weighted layer: ``out_features`` of a ``Linear``, filters of a ``Conv2d``."""
+    if not layer.weighted:
+        where = (f"layer {name!r} is a {type(layer).__name__}" if name
+                 else f"expected a Linear or Conv2d layer, got {type(layer).__name__}")
+        raise TypeError(f"{where}; units live in Linear or Conv2d layers")
+    return layer.units
 
 
 def _fold(next_layer: Layer, removed: np.ndarray, const: np.ndarray, block: int) -> np.ndarray:
@@ -355,7 +236,7 @@ def _fold(next_layer: Layer, removed: np.ndarray, const: np.ndarray, block: int)
     w = np.asarray(next_layer.weight, dtype=np.float64)
     if removed.size == 0:
         return np.zeros(w.shape[0])
-    if isinstance(next_layer, Linear):
+    if w.ndim == 2:  # dense: each unit owns `block` consecutive columns
         w = w.reshape(w.shape[0], -1, block)
     per_unit = w[:, removed].reshape(w.shape[0], removed.size, -1).sum(axis=2)  # (out, removed)
     return per_unit @ const[removed]
@@ -481,29 +362,30 @@ def remove_units(
     if fold_bias and removed.size:
         const = _constant_outputs(layer, chain.between)
         delta = _fold(next_layer, removed, const, chain.block)
-    replaced: dict[str, Layer] = {layer_name: _slice_weighted(layer, kept, None)}
+    replaced: dict[str, Layer] = {layer_name: layer.slice_units(kept)}
     names = model.names()
     after = names.index(chain.next_name) + 1
     norm_after = model[names[after]] if after < len(names) else None
     if (
         delta is not None
         and next_layer.bias is None
-        and isinstance(norm_after, _NORMS)
+        and norm_after is not None
+        and "running_mean" in norm_after.buffers
         and norm_after.num_features == delta.size
     ):
         # conv (no bias) -> BatchNorm, as in VGG/ResNet: shift the running mean instead of
         # adding a bias, BN((y + delta) - mu) = BN(y - (mu - delta)), and keep the layer bias-free
-        shifted = _baked(norm_after)
+        shifted = norm_after.slice_units(np.arange(norm_after.num_features))
         mean = shifted.buffers["running_mean"]
         shifted.buffers["running_mean"] = (mean.astype(np.float64) - delta).astype(mean.dtype)
         replaced[names[after]] = shifted
         delta = None
-    replaced[chain.next_name] = _slice_weighted(
-        next_layer, None, kept, chain.block, bias_delta=delta
-    )
+    new_next = next_layer.slice_inputs(kept, block=chain.block)
+    if delta is not None:
+        new_next.add_to_bias(delta)
+    replaced[chain.next_name] = new_next
     for name, mid in chain.between:
-        if isinstance(mid, _NORMS):
-            replaced[name] = _slice_norm(mid, kept)
+        replaced[name] = mid.slice_units(kept)
     items = [
         (name, replaced[name] if name in replaced else copy.deepcopy(lay))
         for name, lay in model.named_layers()
@@ -541,109 +423,3 @@ def shrink(
     for name in sorted(keep, key=names.index, reverse=True):
         out = remove_units(out, name, keep[name], fold_bias=fold_bias)
     return out if keep else model.copy()
-
-
-def merge_units(model: Sequential, layer_name: str, n_remove: int) -> Sequential:
-    """Data-free pruning: merge ``n_remove`` units of a layer into their most similar twins.
-
-    Parameters
-    ----------
-    model : Sequential
-        Not modified.
-    layer_name : str
-        A ``Linear`` or ``Conv2d`` layer (see :func:`remove_units` for the layers that may
-        follow it).
-    n_remove : int
-        Units to merge away, in ``[0, n_units)``.
-
-    Returns
-    -------
-    Sequential
-        The smaller model: each merged unit ``j`` is deleted and its outgoing weights are added
-        to those of its twin ``i``.
-
-    Notes
-    -----
-    If two units have the same incoming weights, ``w_i = w_j``, they have the same activation,
-    ``a_i = a_j``, so the next layer's input ``a_i z_i + a_j z_j`` (``z`` the outgoing weights)
-    equals ``a_i (z_i + z_j)``: unit ``j`` can go and ``z_i`` becomes ``z_i + z_j``. For units
-    that are only similar, Srinivas & Babu bound the change of the next layer's output by the
-    saliency
-
-    .. math:: s_{ij} = \\lVert z_j \\rVert^2 \\, \\lVert w_i - w_j \\rVert^2
-
-    and repeatedly merge the pair of least saliency (:func:`~refimpl.pruning.data_free_saliency`
-    gives each unit's best pair). The incoming vectors include the bias, and a BatchNorm in
-    between is folded into them (scaled by ``gamma / sqrt(var + eps)``, shifted accordingly),
-    so that equal vectors mean equal activations. After a merge only ``z_i`` changes, so one
-    update of the ``i``-th saliency column per step suffices: ``O(n^2)`` per merge, vectorized.
-    No data is used.
-
-    References
-    ----------
-    .. [1] Srinivas, S. and Babu, R. V. (2015) Data-free parameter pruning for deep neural
-       networks. BMVC.
-
-    See chapter 4 of the book, "Merging similar neurons".
-    """
-    from .neuron_criteria import _incoming_vectors, _outgoing_blocks
-
-    chain = unit_chain(model, layer_name)
-    n = unit_count(model, layer_name)
-    if isinstance(n_remove, bool) or not isinstance(n_remove, (int, np.integer)):
-        raise TypeError(f"n_remove must be an int, got {type(n_remove).__name__}")
-    if not 0 <= n_remove < n:
-        raise ValueError(f"n_remove must lie in [0, {n}), got {n_remove}")
-    norms = [m for _, m in chain.between if isinstance(m, _NORMS)]
-    if len(norms) > 1:
-        raise ValueError(f"merge_units supports at most one BatchNorm after {layer_name!r}")
-    w_in = _incoming_vectors(model[layer_name], norms[0] if norms else None)  # (n, d)
-    z = _outgoing_blocks(model[chain.next_name], n, chain.block)  # (n, out, s) float64
-    sq = np.einsum("ij,ij->i", w_in, w_in)
-    dist = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (w_in @ w_in.T), 0.0)
-    np.fill_diagonal(dist, np.inf)
-    z2 = np.einsum("ijk,ijk->i", z, z)
-    alive = np.ones(n, dtype=bool)
-    for _ in range(int(n_remove)):
-        sal = dist * z2[None, :]  # sal[i, j]: merge j into i
-        i, j = np.unravel_index(np.argmin(sal), sal.shape)
-        z[i] += z[j]
-        z2[i] = np.einsum("jk,jk->", z[i], z[i])
-        alive[j] = False
-        dist[j, :] = np.inf
-        dist[:, j] = np.inf
-    kept = np.flatnonzero(alive)
-    nxt = _baked(model[chain.next_name])
-    if "weight" in nxt.parametrizations:
-        nxt.remove_parametrization("weight")
-    w = nxt.params["weight"]
-    merged = z.reshape(n, w.shape[0], -1).transpose(1, 0, 2)  # (out, n, s)
-    nxt.params["weight"] = merged.reshape(w.shape).astype(w.dtype)
-    return remove_units(model.replace(chain.next_name, nxt), layer_name, kept, fold_bias=False)
-
-
-def measure_inference(
-    models: Mapping[str, Layer],
-    X: np.ndarray,
-    *,
-    repeats: int = 5,
-    batch_size: int = 1000,
-) -> dict[str, float]:
-    """Wall-clock seconds of one evaluation pass over ``X`` for each model, measured together.
-
-    The models run in turn, ``repeats`` rounds of one pass each (interleaved, so a load change
-    on the machine hits all of them), and each model's *fastest* pass is reported. Compare
-    models by the ratio of these times within one call; absolute times depend on the machine.
-
-    Parameters
-    ----------
-    models : mapping of str to Layer
-        For example ``{"dense": model, "masked": masked, "small": small}``.
-    X : ndarray, shape (N, ...)
-        Inputs.
-    repeats : int
-        Rounds (>= 1).
-    batch_size : int
-        Rows per forward call.
-    """
-    return time_inference(models, X, repeats=repeats, batch_size=batch_size, statistic="min")
