@@ -27,8 +27,8 @@ export OMP_NUM_THREADS := $(BLAS_THREADS)
 export MKL_NUM_THREADS := $(BLAS_THREADS)
 
 FASHION_DIR  := /usr/share/datasets/fashion-mnist
-NOTEBOOKS     = $(shell find chapters exercises -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort)
-LINT_PATHS    = $(wildcard refimpl tests benchmarks)
+NOTEBOOKS     = $(shell find chapters exercises labs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort)
+LINT_PATHS    = $(wildcard refimpl tests benchmarks tools)
 BENCHMARKS    = $(wildcard benchmarks/*.py)
 BOOK_ROOT    := $(shell sed -n 's/^root: *//p' _toc.yml)
 # pytest-xdist workers; with more than one BLAS thread, one worker keeps to the 2 cores.
@@ -54,7 +54,8 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: help venv lock data browser torch lint unit nbval book book-strict book-test test bench execute clean distclean
+.PHONY: help venv lock data browser torch lint unit nbval book book-strict book-test test bench execute clean distclean \
+        student grade book-student
 
 help:
 	@echo "make venv         create $(VENV): the locked versions of $(LOCK), then the package"
@@ -72,6 +73,9 @@ help:
 	@echo "make test         venv data browser lint unit nbval book-strict book-test"
 	@echo "make bench        run the benchmarks (benchmarks/*.py)"
 	@echo "make execute      re-execute every notebook in place (run before committing one)"
+	@echo "make student      the student edition of exercises/ and labs/ under _build/student/"
+	@echo "make grade NB=path  run one (completed student) notebook, print each check and N/M points"
+	@echo "make book-student the HTML book without solutions, under _build/student/book/_build/html"
 	@echo "make clean        remove build and cache files (make distclean: also $(VENV))"
 
 # --- environment -----------------------------------------------------------------------------
@@ -123,7 +127,7 @@ unit: venv
 
 nbval: venv
 	@if [ -z "$(strip $(NOTEBOOKS))" ]; then \
-	  echo "nbval: no notebook under chapters/ or exercises/ yet, nothing to re-execute"; \
+	  echo "nbval: no notebook under chapters/, exercises/ or labs/ yet, nothing to re-execute"; \
 	else \
 	  $(MAKE) --no-print-directory _nbval; \
 	fi
@@ -154,6 +158,23 @@ test:
 	$(MAKE) nbval
 	$(MAKE) book-strict
 	REFIMPL_REQUIRE_BROWSER=1 $(MAKE) book-test
+
+# --- teaching (tools/course.py; nbgrader's cell metadata and solution markers) -----------------
+# The student edition: solutions replaced by nbgrader's stubs, check cells kept, outputs cleared.
+student: venv
+	$(PY) tools/course.py student --out _build/student
+
+# Runs NB in a fresh kernel; prints each check's points and `N/M points`; fails unless all pass.
+grade: venv
+	@if [ -z "$(NB)" ]; then echo "usage: make grade NB=path/to/notebook.ipynb"; exit 2; fi
+	$(PY) tools/course.py grade "$(NB)"
+
+# The HTML book with the student notebooks in place of the exercises and labs.
+book-student: venv
+	$(PY) tools/course.py book-src _build/student/book
+	$(BIN)/jupyter-book build _build/student/book -W -n --keep-going --all
+	@echo ""
+	@echo "Open the student edition at: file://$(CURDIR)/_build/student/book/_build/html/$(BOOK_ROOT).html"
 
 # --- other -----------------------------------------------------------------------------------
 bench: venv
