@@ -54,7 +54,7 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: help venv lock data browser torch lint unit nbval book book-strict book-test test bench execute clean distclean \
+.PHONY: help venv lock data browser torch lint unit nbval book book-strict book-test test bench benchmark execute clean distclean \
         student grade book-student
 
 help:
@@ -72,6 +72,7 @@ help:
 	@echo "make book-test    open the built book in headless chromium and check it"
 	@echo "make test         venv data browser lint unit nbval book-strict book-test"
 	@echo "make bench        run the benchmarks (benchmarks/*.py)"
+	@echo "make benchmark    the equal-budget benchmark of chapter 9 (every method, about 20 min)"
 	@echo "make execute      re-execute every notebook in place (run before committing one)"
 	@echo "make student      the student edition of exercises/ and labs/ under _build/student/"
 	@echo "make grade NB=path  run one (completed student) notebook, print each check and N/M points"
@@ -180,6 +181,15 @@ book-student: venv
 bench: venv
 	@if [ -z "$(BENCHMARKS)" ]; then echo "bench: no benchmarks/*.py yet"; fi
 	@set -e; for f in $(BENCHMARKS); do echo "== $$f"; $(PY) $$f; done
+
+# The equal-budget benchmark of chapter 9 (python -m refimpl.benchmark): every method, whole
+# curves, several seeds, on one BLAS thread; about 20 minutes on a shared 2-core machine.
+BENCH_OUT := benchmarks/results
+benchmark: venv
+	OPENBLAS_NUM_THREADS=1 nice -n 10 $(PY) -m refimpl.benchmark --model lenet_300_100 --seeds 3 \
+	  --targets 2,4,8,16,32 --repeats 5 --out $(BENCH_OUT)/benchmark_lenet_300_100.json
+	OPENBLAS_NUM_THREADS=1 nice -n 10 $(PY) -m refimpl.benchmark --model lenet5 --seeds 2 \
+	  --targets 2,8,32 --repeats 3 --out $(BENCH_OUT)/benchmark_lenet5.json
 
 execute: venv
 	@if [ -z "$(strip $(NOTEBOOKS))" ]; then echo "execute: no notebook yet"; else \
