@@ -14,11 +14,12 @@ Commands (``python tools/course.py --help``)::
 
 How a notebook is read. An exercise is a MyST ``{exercise}`` block followed by a solution between
 ``{solution-start}`` and ``{solution-end}`` cells. Inside it, the last code cell that contains an
-``assert`` is the *check* (an nbgrader "autograder tests" cell, 1 point unless its metadata says
-otherwise, ``grade_id`` = the exercise's label); every other cell is the *solution* (code: an
-"autograded answer"; Markdown: a "manually graded answer" worth 0 points until a lecturer gives it
-some). A lone code cell that computes and then asserts is split in two at its trailing asserts
-(the notebook must then be re-executed). Cells that already carry ``nbgrader`` metadata keep it.
+``assert`` (or a ``numpy.testing.assert_*`` call) is the *check* (an nbgrader "autograder
+tests" cell, 1 point unless its metadata says otherwise, ``grade_id`` = the exercise's label
+plus ``-check``); every other cell is the *solution* (code: an "autograded answer"; Markdown: a
+"manually graded answer" worth 0 points until a lecturer gives it some). A lone code cell that
+computes, prints, then asserts is split in two before its first assert after the last print (the
+notebook must then be re-executed). Cells that already carry ``nbgrader`` metadata keep it.
 
 The student edition replaces the solution region of each code answer by nbgrader's own stub
 (``# YOUR CODE HERE`` / ``raise NotImplementedError()``) under a comment naming what the check
@@ -46,7 +47,8 @@ TEXT_STUB = "YOUR ANSWER HERE"
 SCHEMA = 3
 START_RE = re.compile(r"```\{solution-start\}\s*(\S+)")
 END_RE = re.compile(r"```\{solution-end\}")
-ASSERT_RE = re.compile(r"^\s*assert\b", re.MULTILINE)
+# A check: an assert statement or a call of numpy.testing's assert functions.
+ASSERT_RE = re.compile(r"^\s*(assert\b|(np|numpy)\.testing\.assert_)", re.MULTILINE)
 DEFINE_PREFIX = "# Define: "
 
 
@@ -107,10 +109,10 @@ def _nbgrader(grade_id: str, *, solution: bool, grade: bool, points: float | Non
 
 def _is_check_statement(node) -> bool:
     """An assert, or a loop or branch of asserts (that prints nothing)."""
-    if isinstance(node, ast.Assert):
+    if isinstance(node, ast.Assert) or ASSERT_RE.match(ast.unparse(node)):
         return True
     return (isinstance(node, ast.For | ast.If | ast.With)
-            and any(isinstance(n, ast.Assert) for n in ast.walk(node)) and not _prints(node))
+            and bool(ASSERT_RE.search(ast.unparse(node))) and not _prints(node))
 
 
 def _prints(node) -> bool:
