@@ -187,9 +187,9 @@ bench: venv
 BENCH_OUT := benchmarks/results
 benchmark: venv
 	OPENBLAS_NUM_THREADS=1 nice -n 10 $(PY) -m refimpl.benchmark --model lenet_300_100 --seeds 3 \
-	  --targets 2,4,8,16,32 --repeats 5 --out $(BENCH_OUT)/benchmark_lenet_300_100.json
+	  --targets 4,8,16,32 --repeats 3 --out $(BENCH_OUT)/benchmark_lenet_300_100.json
 	OPENBLAS_NUM_THREADS=1 nice -n 10 $(PY) -m refimpl.benchmark --model lenet5 --seeds 2 \
-	  --targets 2,8,32 --repeats 3 --out $(BENCH_OUT)/benchmark_lenet5.json
+	  --targets 4,16 --repeats 3 --out $(BENCH_OUT)/benchmark_lenet5.json
 
 execute: venv
 	@if [ -z "$(strip $(NOTEBOOKS))" ]; then echo "execute: no notebook yet"; else \

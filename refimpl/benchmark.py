@@ -71,9 +71,9 @@ one fine-tuning epoch (a few minutes on one core). The LeNet models fine-tune on
 (LeNet-300-100) or 2,000 (LeNet-5) training images per epoch and score on the first 10,000
 or 2,000 test images (LeNet-5's convolutions are slow in NumPy).
 
-``make benchmark`` makes the stored full run: LeNet-300-100 with three seeds and targets 2, 4, 8,
+``make benchmark`` makes the stored full run: LeNet-300-100 with three seeds and targets 4, 8,
 16, 32 (``benchmarks/results/benchmark_lenet_300_100.json``), LeNet-5 with two seeds and targets
-2, 8, 32 (``benchmarks/results/benchmark_lenet5.json``): fewer seeds and targets for LeNet-5,
+4 and 16 (``benchmarks/results/benchmark_lenet5.json``): fewer seeds and targets for LeNet-5,
 so that the whole run takes about 20 minutes on one core of a shared machine.
 
 References
