@@ -457,10 +457,14 @@ def cp_conv_layers(
     horizontal = Conv2d(rank, rank, (1, kw), stride=(1, sw), padding=(0, pw), groups=rank,
                         bias=False)
     last = Conv2d(rank, conv.out_channels, 1, bias=conv.bias is not None)
-    first.params["weight"] = a_in.T.reshape(rank, conv.in_channels, 1, 1).astype(dtype)
-    vertical.params["weight"] = a_y.T.reshape(rank, 1, kh, 1).astype(dtype)
-    horizontal.params["weight"] = a_x.T.reshape(rank, 1, 1, kw).astype(dtype)
-    last.params["weight"] = a_out.reshape(conv.out_channels, rank, 1, 1).astype(dtype)
+    first.params["weight"] = np.ascontiguousarray(
+        a_in.T.reshape(rank, conv.in_channels, 1, 1), dtype=dtype
+    )
+    vertical.params["weight"] = np.ascontiguousarray(a_y.T.reshape(rank, 1, kh, 1), dtype=dtype)
+    horizontal.params["weight"] = np.ascontiguousarray(a_x.T.reshape(rank, 1, 1, kw), dtype=dtype)
+    last.params["weight"] = np.ascontiguousarray(
+        a_out.reshape(conv.out_channels, rank, 1, 1), dtype=dtype
+    )
     if conv.bias is not None:
         last.params["bias"] = conv.bias.astype(dtype, copy=True)
     return first, vertical, horizontal, last

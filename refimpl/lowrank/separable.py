@@ -259,8 +259,8 @@ def separable_factorize(
     (sh, sw), (ph, pw) = conv.stride, conv.padding
     v_layer = Conv2d(c_in, k, (kh, 1), stride=(sh, 1), padding=(ph, 0), bias=False)
     h_layer = Conv2d(k, n_out, (1, kw), stride=(1, sw), padding=(0, pw), bias=bias is not None)
-    v_layer.params["weight"] = vertical[..., None].astype(dtype)
-    h_layer.params["weight"] = horizontal[:, :, None, :].astype(dtype)
+    v_layer.params["weight"] = np.ascontiguousarray(vertical[..., None], dtype=dtype)
+    h_layer.params["weight"] = np.ascontiguousarray(horizontal[:, :, None, :], dtype=dtype)
     if bias is not None:
         h_layer.params["bias"] = bias.astype(dtype)
     return SeparablePair(v_layer, h_layer, history)

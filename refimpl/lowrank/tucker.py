@@ -244,9 +244,13 @@ def tucker2_decompose_conv(
     middle = Conv2d(rank_in, rank_out, (kh, kw), stride=conv.stride, padding=conv.padding,
                     bias=False)
     last = Conv2d(rank_out, conv.out_channels, 1, bias=conv.bias is not None)
-    first.params["weight"] = u_in.T.reshape(rank_in, conv.in_channels, 1, 1).astype(dtype)
-    middle.params["weight"] = core.astype(dtype)
-    last.params["weight"] = u_out.reshape(conv.out_channels, rank_out, 1, 1).astype(dtype)
+    first.params["weight"] = np.ascontiguousarray(
+        u_in.T.reshape(rank_in, conv.in_channels, 1, 1), dtype=dtype
+    )
+    middle.params["weight"] = np.ascontiguousarray(core, dtype=dtype)
+    last.params["weight"] = np.ascontiguousarray(
+        u_out.reshape(conv.out_channels, rank_out, 1, 1), dtype=dtype
+    )
     if conv.bias is not None:
         last.params["bias"] = conv.bias.astype(dtype, copy=True)
     return first, middle, last

@@ -51,16 +51,17 @@ def relative_error(a: np.ndarray, n: np.ndarray) -> float:
 
 def numerical_gradient(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     """Central-difference gradient of scalar ``f()`` with respect to ``x`` (perturbed in place)."""
-    grad = np.zeros_like(x, dtype=np.float64)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
+    grad = np.zeros(x.shape, dtype=np.float64)
+    # index x itself: x.reshape(-1) would be a copy for a non-contiguous array (a factor
+    # transposed into a weight), and perturbing the copy would leave f() unchanged
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps
         fp = f()
-        flat[i] = old - eps
+        x[i] = old - eps
         fm = f()
-        flat[i] = old
-        gflat[i] = (fp - fm) / (2 * eps)
+        x[i] = old
+        grad[i] = (fp - fm) / (2 * eps)
     return grad
 
 

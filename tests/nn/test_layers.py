@@ -53,6 +53,16 @@ def test_conv2d_gradcheck_random_shapes(n, c_in, c_out, k, stride, padding, size
     assert res.passed, res
 
 
+def test_gradcheck_perturbs_a_weight_stored_in_fortran_order():
+    # a factor transposed into a weight is not C-contiguous; gradcheck must perturb the array
+    # itself (reshape(-1) would perturb a copy and report a zero numerical gradient)
+    conv = Conv2d(2, 4, 1, rng=0)
+    conv.params["weight"] = np.asfortranarray(conv.params["weight"][:, :, 0, 0])[:, :, None, None]
+    assert not conv.params["weight"].flags["C_CONTIGUOUS"]
+    x = np.random.default_rng(0).standard_normal((2, 2, 5, 4))
+    assert gradcheck(conv, x).passed
+
+
 @pytest.mark.parametrize(
     "kw",
     [
