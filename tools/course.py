@@ -182,6 +182,9 @@ def mark(nb) -> tuple[object, list[str]]:
             if parts is not None:
                 head, tail = parts
                 new = nbformat.v4.new_code_cell(head)
+                # what the cell printed moves to the answer, with its nbval tolerance
+                new.metadata.update({k: copy.deepcopy(v) for k, v in nb.cells[check].metadata
+                                     .items() if k not in ("nbgrader", "execution")})
                 nb.cells[check].source = tail
                 nb.cells.insert(check, new)
                 idx = [i if i < check else i + 1 for i in idx]
