@@ -340,3 +340,35 @@ def test_kmeans_1d_is_sklearn_kmeans_from_the_same_start():
     km = KMeans(8, init=start[:, None], n_init=1, max_iter=1000, tol=0.0).fit(x[:, None])
     np.testing.assert_allclose(ours.centroids, np.sort(km.cluster_centers_.ravel()), atol=1e-9)
     assert ours.inertia == pytest.approx(km.inertia_, rel=1e-9)
+
+
+def test_mask_update_and_is_custom_from_mask_twice():
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((6, 5))
+    m1, m2 = rng.random((6, 5)) > 0.3, rng.random((6, 5)) > 0.3
+    layer = Linear(5, 6, rng=0).astype(np.float64)
+    layer.params["weight"] = w.copy()
+    Mask.update(layer, "weight", m1)
+    Mask.update(layer, "weight", m2)  # mode="and": a pruned entry never comes back
+    mod = _linear(w)
+    prune.custom_from_mask(mod, "weight", torch.tensor(m1))
+    prune.custom_from_mask(mod, "weight", torch.tensor(m2))
+    np.testing.assert_array_equal(Mask.of(layer, "weight"), mod.weight_mask.numpy() == 1)
+    np.testing.assert_array_equal(layer.weight, mod.weight.detach().numpy())
+
+
+def test_parameter_vector_is_parameters_to_vector():
+    from refimpl.pruning import parameter_vector, set_parameter_vector
+
+    model = _model(12)
+    mods = [_linear(model[n].weight) for n in ("fc1", "fc2")]
+    for n, mod in zip(("fc1", "fc2"), mods, strict=True):
+        with torch.no_grad():
+            mod.bias.copy_(torch.tensor(model[n].bias))
+    params = [p for mod in mods for p in (mod.weight, mod.bias)]  # layer by layer, weight then bias
+    theirs = torch.nn.utils.parameters_to_vector(params).detach().numpy()
+    np.testing.assert_array_equal(parameter_vector(model), theirs)
+    v = np.random.default_rng(13).standard_normal(theirs.size)
+    set_parameter_vector(model, v)
+    torch.nn.utils.vector_to_parameters(torch.tensor(v), params)
+    np.testing.assert_array_equal(model["fc2"].bias, mods[1].bias.detach().numpy())
