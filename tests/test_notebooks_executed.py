@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK_DIRS = ("chapters", "exercises")
+NOTEBOOK_DIRS = ("chapters", "exercises", "labs")
 NOTEBOOKS = sorted(
     p
     for d in NOTEBOOK_DIRS
