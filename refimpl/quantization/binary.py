@@ -76,8 +76,7 @@ def glorot_scale(shape: tuple[int, ...]) -> float:
     ``fan_in = prod(shape[1:])`` and ``fan_out = shape[0] * prod(shape[2:])`` (a dense weight
     (out, in): ``in`` and ``out``; a convolution (C_out, C_in, kH, kW): ``C_in kH kW`` and
     ``C_out kH kW``), as in the paper's code. This is half of Glorot and Bengio's uniform
-    initialization bound ``sqrt(6 / (fan_in + fan_out))``; the function keeps its name from the
-    paper's code, which derives it from those fans.
+    initialization bound ``sqrt(6 / (fan_in + fan_out))``, which uses the same fans.
     """
     if len(shape) < 2:
         raise ValueError(f"the weight needs >= 2 dimensions, got shape {shape}")
