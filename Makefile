@@ -188,6 +188,8 @@ BENCH_OUT := benchmarks/results
 benchmark: venv
 	OPENBLAS_NUM_THREADS=1 nice -n 10 $(PY) -m refimpl.benchmark --model lenet_300_100 --seeds 3 \
 	  --targets 4,8,16,32 --repeats 3 --out $(BENCH_OUT)/benchmark_lenet_300_100.json
+	OPENBLAS_NUM_THREADS=1 nice -n 10 $(PY) -m refimpl.benchmark --retime \
+	  $(BENCH_OUT)/benchmark_lenet_300_100.json --repeats 7
 	OPENBLAS_NUM_THREADS=1 nice -n 10 $(PY) -m refimpl.benchmark --model lenet5 --seeds 2 \
 	  --targets 4,16 --repeats 3 --out $(BENCH_OUT)/benchmark_lenet5.json
 
