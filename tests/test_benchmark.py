@@ -84,3 +84,12 @@ def test_masked_model_is_deployed_as_csr_with_the_same_outputs():
     x = np.random.default_rng(0).random((5, 1, 8, 8), dtype=np.float32)
     deployed = benchmark.deploy_csr(rec_model, None)
     assert np.allclose(deployed.forward(x), rec_model.forward(x), atol=1e-5)
+
+
+def test_retime_writes_one_consistent_timing_per_point():
+    records = [{"model": "digits_mlp", "method": "units_l1", "target": 4.0, "seed": s}
+               for s in (0, 1)]
+    benchmark.retime(records, repeats=1, quiet=True)
+    assert records[0]["latency_s"] == records[1]["latency_s"] > 0
+    for r in records:
+        assert np.isclose(r["speedup"], r["dense_latency_s"] / r["latency_s"], rtol=1e-12)
