@@ -27,8 +27,9 @@ Four parts:
     square layer ``d x d`` with synthetic correlated inputs, for growing ``d``.
 
 Scope, cut to fit about 25 minutes on one core shared with other jobs: OBQ and OBC on the whole
-of LeNet-300-100 take about five minutes a configuration (``fc1``: 300 rows, each its own
-sequence of 784 downdates of a 784 x 784 inverse), about an hour for five configurations over
+of LeNet-300-100 take one to three minutes a configuration (``fc1``: 300 rows, each its own
+sequence of 784 downdates of a 784 x 784 inverse; OBQ on ``fc1``, extrapolated from 16 rows,
+takes about a minute on a lightly loaded core), up to 45 minutes for five configurations over
 three seeds, so ``--full`` runs them on ``fc2`` and ``fc3`` alone (``isolated``), and only
 ``--model-obq-obc-seeds 0,1`` adds whole-model runs. Square layers go up to ``d = 1024``
 (OBQ and OBC to 256, layer-wise OBS to 512); LeNet-5 runs seeds 0-2.
@@ -40,7 +41,8 @@ Run::
         --out benchmarks/results/one_shot_compression.json
 
 ``--full`` took 24 minutes (10 minutes of CPU) with ``OPENBLAS_NUM_THREADS=1`` on a machine
-shared with other jobs; whole-model OBQ and OBC add about five minutes per configuration and seed.
+shared with other jobs; whole-model OBQ and OBC add one to three minutes per configuration and
+seed.
 Timings are of the machine that ran it and never gate a test.
 """
 
@@ -286,7 +288,7 @@ def main() -> None:
                              "widths up to 1024")
     parser.add_argument("--model-obq-obc-seeds", default="",
                         help="comma-separated seeds for OBQ and OBC on the whole of "
-                             "LeNet-300-100 (about five minutes a configuration)")
+                             "LeNet-300-100 (one to three minutes a configuration)")
     parser.add_argument("--out", type=Path, help="write the results here (JSON)")
     args = parser.parse_args()  # fmt: skip
     try:
