@@ -2,26 +2,37 @@
 
 Chapter 10 compares round to nearest, OBQ and GPTQ, and magnitude, Wanda, SparseGPT, layer-wise
 OBS and OBC, on LeNet-300-100 and LeNet-5 (Fashion-MNIST). OBQ and OBC cost
-:math:`O(d_{row} d_{col}^3)` and take minutes on LeNet-300-100's ``fc1``, and the spread over
-calibration subsets needs every run repeated, so this script runs them and stores the results;
-the chapter loads them and re-runs a few cheap entries to check that they still hold.
+:math:`O(d_{row} d_{col}^3)`, and the spread over calibration subsets needs every run repeated,
+so this script runs them and stores the results; the chapter loads them and re-runs a few cheap
+entries to check that they still hold.
 
 Four parts:
 
 ``lenet_300_100``
-    every method through the sequential drivers (``one_shot_quantize``, ``one_shot_prune``),
-    for calibration subsets of 256 training images drawn with seeds 0-5 (OBQ and OBC: seeds
-    0-2): each layer's relative reconstruction error on the calibration inputs and on 1,000
-    held-out test images, the model's output error, the time per layer, and the accuracy on the
-    other 9,000 test images;
+    every method but OBQ and OBC through the sequential drivers (``one_shot_quantize``,
+    ``one_shot_prune``), for calibration subsets of 256 training images drawn with seeds 0-5:
+    each layer's relative reconstruction error on the calibration inputs and on 1,000 held-out
+    test images, the model's output error, the time per layer, and the accuracy on the other
+    9,000 test images;
 ``lenet5``
-    the same for LeNet-5 without OBQ and OBC (2:4 leaves ``conv1`` dense: 25 inputs per filter);
+    the same for LeNet-5 (the configurations the chapter tabulates, seeds 0-2; 2:4 leaves
+    ``conv1`` dense: 25 inputs per filter);
 ``isolated``
-    OBQ and OBC on ``fc2`` and ``fc3`` alone (dense inputs, calibration seed 0), which the
-    chapter recomputes as a spot check;
+    every method, OBQ and OBC included, on ``fc2`` and ``fc3`` of LeNet-300-100 alone (on the
+    dense model's inputs), for the same six calibration subsets; and OBQ, OBC, GPTQ and
+    SparseGPT on the first 16 rows of ``fc1`` (seed 0), whose time, times 300/16, is what OBQ
+    and OBC would take on the whole of ``fc1``;
 ``scaling``
     time and peak memory (``tracemalloc``, which sees NumPy's allocations) of each method on a
     square layer ``d x d`` with synthetic correlated inputs, for growing ``d``.
+
+Scope, cut to fit about 25 minutes on one core shared with other jobs: OBQ and OBC on the whole
+of LeNet-300-100 take one to three minutes a configuration (``fc1``: 300 rows, each its own
+sequence of 784 downdates of a 784 x 784 inverse; OBQ on ``fc1``, extrapolated from 16 rows,
+takes about a minute on a lightly loaded core), up to 45 minutes for five configurations over
+three seeds, so ``--full`` runs them on ``fc2`` and ``fc3`` alone (``isolated``), and only
+``--model-obq-obc-seeds 0,1`` adds whole-model runs. Square layers go up to ``d = 1024``
+(OBQ and OBC to 256, layer-wise OBS to 512); LeNet-5 runs seeds 0-2.
 
 Run::
 
@@ -29,8 +40,10 @@ Run::
     python benchmarks/bench_one_shot_seeds.py --full \
         --out benchmarks/results/one_shot_compression.json
 
-``--full`` takes about an hour on one core (``OPENBLAS_NUM_THREADS=1``). Timings are of the
-machine that ran it and never gate a test.
+``--full`` took 24 minutes (10 minutes of CPU) with ``OPENBLAS_NUM_THREADS=1`` on a machine
+shared with other jobs; whole-model OBQ and OBC add one to three minutes per configuration and
+seed.
+Timings are of the machine that ran it and never gate a test.
 """
 
 from __future__ import annotations
@@ -47,13 +60,16 @@ import numpy as np
 from refimpl.baselines import load_baseline, load_dataset
 from refimpl.nn import evaluate, forward_through
 from refimpl.pruning import (
+    inverse_hessian_cholesky,
     magnitude_mask,
+    nm_mask,
     obc_prune,
     obs_reconstruct,
     one_shot_prune,
     reconstruction_error,
     reconstruction_hessian,
     sparsegpt_prune,
+    wanda_mask,
 )
 from refimpl.quantization import gptq_quantize, obq_quantize, one_shot_quantize, rtn_quantize
 from refimpl.report import format_table
@@ -120,7 +136,7 @@ def run_model(base, X_cal, X_val, test, label, kw, *, bits=None, layers=None) ->
 
 
 def model_runs(name, X_train, X_test, y_test, seeds, expensive_seeds, *, nm_layers=None,
-               skip_expensive=False) -> dict:  # fmt: skip
+               skip_expensive=False, configs=None) -> dict:  # fmt: skip
     base = load_baseline(name)
     X_val = X_test[:N_VAL]
     test = (X_test[N_VAL:], y_test[N_VAL:])
@@ -129,6 +145,8 @@ def model_runs(name, X_train, X_test, y_test, seeds, expensive_seeds, *, nm_laye
         X_cal = calibration(X_train, seed)
         for label, kw, bits, expensive in QUANT + PRUNE:
             if expensive and (skip_expensive or seed not in expensive_seeds):
+                continue
+            if configs is not None and label not in configs:
                 continue
             layers = nm_layers if "nm" in kw else None
             tick = time.perf_counter()
@@ -144,28 +162,65 @@ def rel(W, V, H) -> float:
     return reconstruction_error(W, V, H) / reconstruction_error(W, np.zeros_like(W), H)
 
 
-def isolated(X_train, X_test) -> dict:
-    """OBQ and OBC on fc2 and fc3 of LeNet-300-100 alone, on the dense model's inputs."""
+def prune_layer(method: str, W, H, sparsity, nm):
+    """One layer pruned alone, as the chapter's ``prune_layer`` does it (the weight returned)."""
+    if method == "magnitude":
+        return np.where(nm_mask(np.abs(W), nm) if nm else magnitude_mask(W, sparsity), W, 0.0)
+    if method == "Wanda":
+        return np.where(wanda_mask(W, np.sqrt(np.diag(H)), sparsity, nm=nm), W, 0.0)
+    if method == "SparseGPT":
+        return sparsegpt_prune(W, H, sparsity, nm=nm).weight
+    if method == "layer-wise OBS":  # OBS's saliency w^2 / [H^-1]_jj for the mask, exact update
+        U = inverse_hessian_cholesky(H)
+        saliency = W**2 / np.sum(U**2, axis=0)
+        mask = nm_mask(saliency, nm) if nm else magnitude_mask(saliency, sparsity)
+        return obs_reconstruct(W, H, mask).weight
+    return obc_prune(W, H, sparsity, nm=nm).weight
+
+
+ISO_TARGETS = {"50%": (0.5, None), "2:4": (None, (2, 4)), "90%": (0.9, None)}
+ISOLATED = {
+    **{f"{m} {b} bits": (lambda W, H, m=m, b=b: {
+        "RTN": lambda: rtn_quantize(W, b).weight,
+        "GPTQ": lambda: gptq_quantize(W, H, b).weight,
+        "GPTQ act-order": lambda: gptq_quantize(W, H, b, act_order=True).weight,
+        "OBQ": lambda: obq_quantize(W, H, b).weight,
+    }[m]()) for b in (3, 4) for m in ("RTN", "GPTQ", "GPTQ act-order", "OBQ")},
+    **{f"{m} {t}": (lambda W, H, m=m, s=s, nm=nm: prune_layer(m, W, H, s, nm))
+       for t, (s, nm) in ISO_TARGETS.items()
+       for m in ("magnitude", "Wanda", "SparseGPT", "layer-wise OBS", "OBC")},
+}  # fmt: skip
+FC1_ROWS = 16
+FC1_CONFIGS = ("GPTQ 3 bits", "OBQ 3 bits", "SparseGPT 50%", "OBC 50%")
+
+
+def isolated(X_train, X_test, seeds) -> dict:
+    """Every method on fc2 and fc3 of LeNet-300-100 alone, on the dense model's inputs, and the
+    costly ones on the first 16 rows of fc1 (seed 0): errors and seconds."""
     base = load_baseline("lenet_300_100")
-    X_cal = calibration(X_train, 0)
-    out = {"seed": 0}
-    for name, stop in (("fc2", 2), ("fc3", 4)):
-        hs = []
-        for X in (X_cal, X_test[:N_VAL]):
-            a = forward_through(base, X, stop).reshape(len(X), -1).astype(np.float64)
-            hs.append(reconstruction_hessian(a.T))
-        W, H, Hv = base[name].weight.astype(np.float64), *hs
-        res = {}
-        for label, fn in (
-            ("OBQ 3 bits", lambda: obq_quantize(W, H, 3).weight),  # noqa: B023
-            ("OBQ 4 bits", lambda: obq_quantize(W, H, 4).weight),  # noqa: B023
-            ("OBC 50%", lambda: obc_prune(W, H, 0.5).weight),  # noqa: B023
-            ("OBC 2:4", lambda: obc_prune(W, H, nm=(2, 4)).weight),  # noqa: B023
-            ("OBC 90%", lambda: obc_prune(W, H, 0.9).weight),  # noqa: B023
-        ):
-            V = fn()
-            res[label] = {"error": rel(W, V, H), "val_error": rel(W, V, Hv)}
-        out[name] = res
+    out = {"seeds": list(seeds), "fc1_rows": FC1_ROWS, "runs": []}
+    for seed in seeds:
+        X_cal = calibration(X_train, seed)
+        for name, stop in (("fc1", 0), ("fc2", 2), ("fc3", 4)):
+            if name == "fc1" and seed != seeds[0]:
+                continue
+            hs = []
+            for X in (X_cal, X_test[:N_VAL]):
+                a = forward_through(base, X, stop).reshape(len(X), -1).astype(np.float64)
+                hs.append(reconstruction_hessian(a.T))
+            W, H, Hv = base[name].weight.astype(np.float64), *hs
+            configs = ISOLATED
+            if name == "fc1":
+                W = W[:FC1_ROWS]
+                configs = {c: ISOLATED[c] for c in FC1_CONFIGS}
+            for label, fn in configs.items():
+                tick = time.perf_counter()
+                V = fn(W, H)
+                seconds = time.perf_counter() - tick
+                out["runs"].append({"seed": seed, "layer": name, "config": label,
+                                    "error": rel(W, V, H), "val_error": rel(W, V, Hv),
+                                    "seconds": seconds})  # fmt: skip
+            print(f"isolated seed {seed} {name} done", flush=True)
     return out
 
 
@@ -229,7 +284,11 @@ def summary(part: dict, title: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true",
-                        help="seeds 0-5 (OBQ, OBC: 0-2), LeNet-5, widths up to 2048")
+                        help="seeds 0-5 (LeNet-5: 0-2), OBQ and OBC on fc2 and fc3 alone, "
+                             "widths up to 1024")
+    parser.add_argument("--model-obq-obc-seeds", default="",
+                        help="comma-separated seeds for OBQ and OBC on the whole of "
+                             "LeNet-300-100 (one to three minutes a configuration)")
     parser.add_argument("--out", type=Path, help="write the results here (JSON)")
     args = parser.parse_args()  # fmt: skip
     try:
@@ -249,20 +308,27 @@ def main() -> None:
             "machine": platform.machine(),
         }
     }
+    expensive = [int(x) for x in args.model_obq_obc_seeds.split(",") if x.strip()]
     if args.full:
-        seeds, expensive = list(range(6)), [0, 1, 2]
-        widths, slow = [64, 128, 256, 512, 1024, 2048], [64, 128, 256, 512]
+        seeds, seeds5 = list(range(6)), [0, 1, 2]
+        widths, slow = [64, 128, 256, 512, 1024], [64, 128, 256]
     else:
-        seeds, expensive = [0], []
+        seeds, seeds5 = [0], []
         widths, slow = [64, 128, 256], [64, 128]
+    results["meta"]["seeds"] = {"lenet_300_100": seeds, "lenet5": seeds5, "isolated": seeds,
+                                "model_obq_obc": expensive}  # fmt: skip
     results["scaling"] = scaling(widths, slow)
-    results["isolated"] = isolated(X_train, X_test)
+    results["isolated"] = isolated(X_train, X_test, seeds)
     results["lenet_300_100"] = model_runs("lenet_300_100", X_train, X_test, y_test, seeds,
-                                          expensive, skip_expensive=not args.full)  # fmt: skip
+                                          expensive, skip_expensive=not expensive)  # fmt: skip
     summary(results["lenet_300_100"], "LeNet-300-100")
-    if args.full:
-        results["lenet5"] = model_runs("lenet5", X_train, X_test, y_test, seeds, [],
-                                       nm_layers=["conv2", "fc1", "fc2"], skip_expensive=True)
+    if seeds5:
+        l5 = [f"{m} {b} bits" for b in (2, 3, 4) for m in ("RTN", "GPTQ", "GPTQ act-order g64")]
+        l5 += [f"{m} {t}" for t, _ in TARGETS
+               for m in ("magnitude", "Wanda", "SparseGPT", "layer-wise OBS")]
+        results["lenet5"] = model_runs("lenet5", X_train, X_test, y_test, seeds5, [],
+                                       nm_layers=["conv2", "fc1", "fc2"], skip_expensive=True,
+                                       configs=l5)  # fmt: skip
         summary(results["lenet5"], "LeNet-5")
     results["meta"]["seconds"] = time.perf_counter() - start
     if args.out:
