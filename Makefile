@@ -29,7 +29,10 @@ export MKL_NUM_THREADS := $(BLAS_THREADS)
 FASHION_DIR  := /usr/share/datasets/fashion-mnist
 NOTEBOOKS     = $(shell find chapters exercises labs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort)
 LINT_PATHS    = $(wildcard refimpl tests benchmarks tools)
-BENCHMARKS    = $(wildcard benchmarks/*.py)
+# `make bench`: the speed benchmarks (ratios against a reference in the same run). The scripts
+# that write the chapters' stored results (*_seeds.py, bench_hybrid_goal.py) and the seed-spread
+# tool run on their own; see their docstrings.
+BENCHMARKS    = $(filter-out %_seeds.py %_goal.py,$(wildcard benchmarks/bench_*.py))
 BOOK_ROOT    := $(shell sed -n 's/^root: *//p' _toc.yml)
 # pytest-xdist workers; with more than one BLAS thread, one worker keeps to the 2 cores.
 WORKERS      ?= $(if $(filter 1,$(BLAS_THREADS)),2,1)
