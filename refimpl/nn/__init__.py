@@ -4,6 +4,7 @@ See chapter 2 of the book, "Foundations".
 """
 
 from .blocks import ChannelShuffle, Concat, GlobalAvgPool2d, Residual
+from .container import Container
 from .gradcheck import GradcheckResult, gradcheck, numerical_gradient, relative_error
 from .layers import (
     AvgPool2d,
@@ -41,6 +42,7 @@ __all__ = [
     "BatchNorm2d",
     "ChannelShuffle",
     "Concat",
+    "Container",
     "Conv2d",
     "CosineAnnealingLR",
     "CrossEntropyLoss",

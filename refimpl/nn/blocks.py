@@ -38,13 +38,13 @@ References
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from ..validation import check_int
+from .container import Container
 from .layers import Layer, _check_input
 
 
@@ -66,101 +66,7 @@ def _named(items: Iterable[Any], stem: str, what: str) -> dict[str, Layer]:
     return out
 
 
-class _Container(Layer):
-    """Children under names, with the parameter walks of :class:`~refimpl.nn.Sequential`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.children: dict[str, Layer] = {}
-
-    def named_layers(self) -> Iterator[tuple[str, Layer]]:
-        """Yield ``(name, child)`` in order."""
-        yield from self.children.items()
-
-    def __getitem__(self, key: str | int) -> Layer:
-        if isinstance(key, (int, np.integer)):
-            return list(self.children.values())[key]
-        try:
-            return self.children[key]
-        except KeyError:
-            raise KeyError(f"no layer {key!r}; layers are {list(self.children)}") from None
-
-    def __iter__(self) -> Iterator[Layer]:
-        return iter(self.children.values())
-
-    def __len__(self) -> int:
-        return len(self.children)
-
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
-        for name, layer in self.children.items():
-            yield from layer.named_parameters(f"{prefix}{name}.")
-
-    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
-        for name, layer in self.children.items():
-            yield from layer.named_buffers(f"{prefix}{name}.")
-
-    def named_grads(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
-        for name, layer in self.children.items():
-            yield from layer.named_grads(f"{prefix}{name}.")
-
-    def parameters_and_grads(
-        self, prefix: str = ""
-    ) -> Iterator[tuple[str, np.ndarray, np.ndarray | None]]:
-        for name, layer in self.children.items():
-            yield from layer.parameters_and_grads(f"{prefix}{name}.")
-
-    def _store_of(self, key: str) -> tuple[dict[str, np.ndarray], str]:
-        """The dict (a leaf's params or buffers) that holds dotted name ``key``."""
-        name, _, local = key.partition(".")
-        layer = self.children.get(name)
-        if layer is None:
-            raise KeyError(key)
-        if hasattr(layer, "_store_of"):
-            return layer._store_of(local)
-        if local in layer.params:
-            return layer.params, local
-        if local in layer.buffers:
-            return layer.buffers, local
-        raise KeyError(key)
-
-    def apply_constraints(self) -> None:
-        for layer in self.children.values():
-            layer.apply_constraints()
-
-    def astype(self, dtype: np.dtype | type) -> _Container:
-        for layer in self.children.values():
-            layer.astype(dtype)
-        return self
-
-    def check_finite(self, source: str = "state") -> None:
-        for name, layer in self.children.items():
-            layer.check_finite(f"{source}: layer {name!r}")
-
-    def copy(self) -> _Container:
-        """A deep copy (weights, buffers, parametrizations)."""
-        return copy.deepcopy(self)
-
-    @staticmethod
-    def _shapes_of(descriptions: list[Any], what: str) -> dict[str, tuple[int, ...]]:
-        """Dotted tensor shapes of named child descriptions, without building them."""
-        out: dict[str, tuple[int, ...]] = {}
-        names = set()
-        for sub in descriptions:
-            name = sub.get("name") if isinstance(sub, dict) else None
-            if not isinstance(name, str) or not name or "." in name or name in names:
-                raise ValueError(f"bad or repeated {what} name {name!r}")
-            names.add(name)
-            rest = {k: v for k, v in sub.items() if k != "name"}
-            out.update(Layer.tensor_shapes(rest, f"{name}."))
-        return out
-
-    def __repr__(self) -> str:
-        lines = [f"  ({name}): {layer!r}".replace("\n", "\n  ")
-                 for name, layer in self.children.items()]  # fmt: skip
-        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
-
-
-class Concat(_Container):
+class Concat(Container):
     """Run every branch on the same input; concatenate the outputs along the channels.
 
     Parameters
@@ -190,20 +96,20 @@ class Concat(_Container):
             branches = tuple(items)
         if not branches:
             raise ValueError("Concat needs at least one branch")
-        self.children = _named(branches, "branch", "branch")
+        self.layers = _named(branches, "branch", "branch")
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         if not isinstance(x, np.ndarray):
             raise TypeError(f"Concat expects a numpy.ndarray input, got {type(x).__name__}")
-        outs = [layer.forward(x, train=train) for layer in self.children.values()]
+        outs = [layer.forward(x, train=train) for layer in self.layers.values()]
         first = outs[0]
-        for name, out in zip(self.children, outs, strict=True):
+        for name, out in zip(self.layers, outs, strict=True):
             if out.ndim != first.ndim or out.ndim < 2 or (
                 out.shape[:1] + out.shape[2:] != first.shape[:1] + first.shape[2:]
             ):
                 raise ValueError(
                     f"Concat: branch {name!r} gives shape {out.shape}, which cannot be "
-                    f"concatenated with {list(self.children)[0]!r}'s {first.shape} along the "
+                    f"concatenated with {list(self.layers)[0]!r}'s {first.shape} along the "
                     "channels"
                 )
         self._splits = np.cumsum([out.shape[1] for out in outs])[:-1]
@@ -212,7 +118,7 @@ class Concat(_Container):
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         parts = np.split(grad_out, self._splits, axis=1)
         grad_in = None
-        for layer, g in zip(self.children.values(), parts, strict=True):
+        for layer, g in zip(self.layers.values(), parts, strict=True):
             gi = layer.backward(np.ascontiguousarray(g))
             grad_in = gi if grad_in is None else grad_in + gi
         return grad_in
@@ -220,7 +126,7 @@ class Concat(_Container):
     def config(self) -> dict[str, Any]:
         """``{"branches": [{"name": ..., "type": ..., **config}, ...]}``."""
         return {"branches": [{"name": n, **layer.describe()}
-                             for n, layer in self.children.items()]}  # fmt: skip
+                             for n, layer in self.layers.items()]}  # fmt: skip
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Concat:
@@ -244,10 +150,10 @@ class Concat(_Container):
 
     def cost_paths(self) -> tuple[str, list[tuple[str, Layer | None]]]:
         """For the cost model: every branch sees the input; the outputs are concatenated."""
-        return "concat", list(self.children.items())
+        return "concat", list(self.layers.items())
 
 
-class Residual(_Container):
+class Residual(Container):
     """``body(x) + x``, or ``body(x) + shortcut(x)`` with a projection shortcut.
 
     Parameters
@@ -270,15 +176,15 @@ class Residual(_Container):
     def __init__(self, body: Layer, shortcut: Layer | None = None) -> None:
         super().__init__()
         items = [("body", body)] + ([("shortcut", shortcut)] if shortcut is not None else [])
-        self.children = _named(items, "", "path")
+        self.layers = _named(items, "", "path")
 
     @property
     def body(self) -> Layer:
-        return self.children["body"]
+        return self.layers["body"]
 
     @property
     def shortcut(self) -> Layer | None:
-        return self.children.get("shortcut")
+        return self.layers.get("shortcut")
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         if not isinstance(x, np.ndarray):
@@ -298,7 +204,7 @@ class Residual(_Container):
         return grad_in + self.shortcut.backward(grad_out)
 
     def config(self) -> dict[str, Any]:
-        return {name: layer.describe() for name, layer in self.children.items()}
+        return {name: layer.describe() for name, layer in self.layers.items()}
 
     @staticmethod
     def _check_config(config: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..validation import check_int
+from .container import Container
 from .layers import Layer
 
 FORMAT_MAGIC = "refimpl-state-dict"
@@ -36,7 +37,7 @@ _MAX_MEMBERS = 1 << 16
 _CHUNK = 1 << 20
 
 
-class Sequential(Layer):
+class Sequential(Container):
     """Layers applied in order, each under a name (``"fc1"``, ``"conv2"``, ...).
 
     Parameters
@@ -106,46 +107,15 @@ class Sequential(Layer):
         layers = config.get("layers")
         if not isinstance(layers, list) or set(config) != {"layers"}:
             raise ValueError("a Sequential is described by one list, 'layers'")
-        out: dict[str, tuple[int, ...]] = {}
-        names = set()
-        for sub in layers:
-            name = sub.get("name") if isinstance(sub, dict) else None
-            if not isinstance(name, str) or not name or "." in name or name in names:
-                raise ValueError(f"bad or repeated layer name {name!r} in a Sequential")
-            names.add(name)
-            rest = {k: v for k, v in sub.items() if k != "name"}
-            out.update(Layer.tensor_shapes(rest, f"{name}."))
-        return out
-
-    def check_finite(self, source: str = "state") -> None:
-        for name, layer in self.layers.items():
-            layer.check_finite(f"{source}: layer {name!r}")
+        return cls._shapes_of(layers, "layer")
 
     # -- container --------------------------------------------------------------------------
-    def named_layers(self) -> Iterator[tuple[str, Layer]]:
-        """Yield ``(name, layer)`` in order."""
-        yield from self.layers.items()
-
-    def __getitem__(self, key: str | int) -> Layer:
-        if isinstance(key, (int, np.integer)):
-            return list(self.layers.values())[key]
-        try:
-            return self.layers[key]
-        except KeyError:
-            raise KeyError(f"no layer {key!r}; layers are {list(self.layers)}") from None
-
     def __setitem__(self, key: str, layer: Layer) -> None:
         if key not in self.layers:
             raise KeyError(f"no layer {key!r}; layers are {list(self.layers)}")
         if not isinstance(layer, Layer):
             raise TypeError(f"expected a Layer, got {type(layer).__name__}")
         self.layers[key] = layer
-
-    def __iter__(self) -> Iterator[Layer]:
-        return iter(self.layers.values())
-
-    def __len__(self) -> int:
-        return len(self.layers)
 
     def names(self) -> list[str]:
         return list(self.layers)
@@ -161,39 +131,6 @@ class Sequential(Layer):
             grad_out = layer.backward(grad_out)
         return grad_out
 
-    # -- parameters ---------------------------------------------------------------------------
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
-        for name, layer in self.layers.items():
-            yield from layer.named_parameters(f"{prefix}{name}.")
-
-    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
-        for name, layer in self.layers.items():
-            yield from layer.named_buffers(f"{prefix}{name}.")
-
-    def named_grads(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
-        for name, layer in self.layers.items():
-            yield from layer.named_grads(f"{prefix}{name}.")
-
-    def parameters_and_grads(
-        self, prefix: str = ""
-    ) -> Iterator[tuple[str, np.ndarray, np.ndarray | None]]:
-        for name, layer in self.layers.items():
-            yield from layer.parameters_and_grads(f"{prefix}{name}.")
-
-    def _store_of(self, key: str) -> tuple[dict[str, np.ndarray], str]:
-        """The dict (a layer's params or buffers) that holds dotted name ``key``."""
-        layer_name, _, local = key.partition(".")
-        layer = self.layers.get(layer_name)
-        if layer is None:
-            raise KeyError(key)
-        if hasattr(layer, "_store_of"):  # a nested container (Sequential, Concat, ...)
-            return layer._store_of(local)
-        if local in layer.params:
-            return layer.params, local
-        if local in layer.buffers:
-            return layer.buffers, local
-        raise KeyError(key)
-
     def set_parameter(self, key: str, value: np.ndarray) -> None:
         """Replace the array stored under the dotted name ``key`` (same shape required)."""
         store, local = self._store_of(key)
@@ -201,15 +138,6 @@ class Sequential(Layer):
         if value.shape != store[local].shape:
             raise ValueError(f"{key} must have shape {store[local].shape}, got {value.shape}")
         store[local] = value.astype(store[local].dtype, copy=True)
-
-    def apply_constraints(self) -> None:
-        for layer in self.layers.values():
-            layer.apply_constraints()
-
-    def astype(self, dtype: np.dtype | type) -> Sequential:
-        for layer in self.layers.values():
-            layer.astype(dtype)
-        return self
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -295,14 +223,6 @@ class Sequential(Layer):
         for key, layer in self.layers.items():
             items.extend(pairs if key == name else [(key, copy.deepcopy(layer))])
         return Sequential(*items)
-
-    def copy(self) -> Sequential:
-        """A deep copy (weights, buffers, parametrizations; not shared with this model)."""
-        return copy.deepcopy(self)
-
-    def __repr__(self) -> str:
-        lines = [f"  ({name}): {layer!r}" for name, layer in self.layers.items()]
-        return "Sequential(\n" + "\n".join(lines) + "\n)"
 
 
 def leaf_layers(model: Layer, prefix: str = "") -> Iterator[tuple[str, Layer]]:
