@@ -159,7 +159,9 @@ def test_gptq_lazy_blocks_change_nothing_and_the_loss_is_exact(seed, group, act_
                             damping=0.0)  # fmt: skip
         np.testing.assert_allclose(res.weight, ref.weight, rtol=1e-9, atol=1e-9)
     _on_grid(ref, 3)
-    assert ref.loss == pytest.approx(reconstruction_error(W, ref.weight, H), rel=1e-8)
+    # exact up to rounding, which grows with the conditioning of H (these H reach 1e10)
+    rel = max(1e-8, 1e-14 * np.linalg.cond(H))
+    assert ref.loss == pytest.approx(reconstruction_error(W, ref.weight, H), rel=rel)
     if group:
         assert ref.scale.shape == (4, -(-14 // group))
         assert np.bincount(ref.groups).max() == group
