@@ -9,6 +9,12 @@
   (Lebedev et al. 2015).
 * :func:`partial_tucker` and :func:`tucker2_decompose_conv`: a convolution into 1x1, core, 1x1
   (Kim et al. 2016).
+* :func:`separable_basis` and :func:`separable_basis_conv`: a filter bank through a shared basis
+  of separable filters (Rigamonti et al. 2013; Jaderberg et al. 2014, scheme 1).
+* :class:`Predicted`, :func:`kernel_ridge_dictionary`: a dense weight ``W = U V`` with a fixed,
+  smooth dictionary ``U`` (Denil et al. 2013).
+* :func:`monochromatic_approximation` and :func:`biclustered_approximation`: Denton et al.
+  (2014).
 * :func:`activation_aware_factorize`: the SVD of :math:`W L` (:math:`L L^T = X X^T`), which keeps
   a dense layer's outputs on calibration data rather than its weights.
 
@@ -36,7 +42,20 @@ from .cp import (
     khatri_rao,
     unfold,
 )
+from .denton import (
+    Biclustered,
+    Monochromatic,
+    biclustered_approximation,
+    monochromatic_approximation,
+)
+from .predicted import Predicted, kernel_ridge_dictionary, pixel_coordinates, random_dictionary
 from .separable import SeparablePair, separable_factorize, separable_filters, window_moments
+from .separable_basis import (
+    SeparableBasis,
+    SeparableBasisLayers,
+    separable_basis,
+    separable_basis_conv,
+)
 from .svd import (
     energy_kept,
     rank_for_budget,
@@ -80,4 +99,16 @@ __all__ = [
     "activation_aware_factorize",
     "activation_aware_svd",
     "ActivationAwareSVD",
+    "Biclustered",
+    "Monochromatic",
+    "Predicted",
+    "SeparableBasis",
+    "SeparableBasisLayers",
+    "biclustered_approximation",
+    "kernel_ridge_dictionary",
+    "monochromatic_approximation",
+    "pixel_coordinates",
+    "random_dictionary",
+    "separable_basis",
+    "separable_basis_conv",
 ]
