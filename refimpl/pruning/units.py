@@ -28,6 +28,7 @@ from ..nn import (
 )
 from ..surgery.units import unit_chain, unit_count
 from . import filter_criteria as fc
+from . import gradient_criteria as gc
 from . import neuron_criteria as nc
 from .thinet import thinet_scores
 
@@ -155,6 +156,19 @@ def _grads(model: Sequential, name: str, X: Data, y: Data) -> dict:
     return {"gradients": unit_gradients(model, name, X, y)}
 
 
+def _acts_and_grads(model: Sequential, name: str, X: Data, y: Data) -> dict:
+    if X is None or y is None:
+        raise ValueError("this criterion needs data and labels: pass X and y")
+    a, g = gc.unit_activation_gradients(model, name, X, y)
+    return {"activations": a, "gradients": g}
+
+
+def _relevance(model: Sequential, name: str, X: Data, y: Data) -> dict:
+    if X is None:
+        raise ValueError("lrp needs data: pass X (and y, the explained classes)")
+    return {"relevance": gc._relevance_of(model, name, X, y)}
+
+
 def _model_level(model: Sequential, name: str, X: Data, y: Data) -> dict:
     if X is None:
         raise ValueError("thinet needs data: pass X")
@@ -177,6 +191,10 @@ CRITERIA: dict[str, tuple[Callable, Callable, str, str]] = {
     "majority_vote": (nc.majority_vote_scores, _acts, "activations", "Alqahtani et al. 2021"),
     "mean_gradient": (fc.mean_gradient_scores, _grads, "gradients", "Liu & Wu 2019"),
     "thinet": (thinet_scores, _model_level, "next-layer inputs", "Luo et al. 2017"),
+    "taylor": (gc.taylor_scores, _acts_and_grads, "activations x gradients",
+               "Molchanov et al. 2017"),
+    "fisher": (gc.fisher_scores, _acts_and_grads, "activations x gradients", "Liu et al. 2021"),
+    "lrp": (gc.lrp_unit_scores, _relevance, "relevance", "Yeom et al. 2021"),
 }
 
 
@@ -199,7 +217,8 @@ def score_units(
     criterion : str
         A key of :data:`CRITERIA`: ``"random"``, ``"l1"``, ``"l2"``, ``"fpgm"``,
         ``"outgoing"``, ``"data_free"``, ``"apoz"``, ``"variance"``, ``"entropy"``,
-        ``"binary_entropy"``, ``"majority_vote"``, ``"mean_gradient"``, ``"thinet"``.
+        ``"binary_entropy"``, ``"majority_vote"``, ``"mean_gradient"``, ``"thinet"``,
+        ``"taylor"``, ``"fisher"``, ``"lrp"``.
     X, y : ndarray, optional
         Data (and labels, for ``"mean_gradient"``) for the data-driven criteria.
     **options
