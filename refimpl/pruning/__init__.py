@@ -10,10 +10,12 @@ that removes units for real lives in :mod:`refimpl.surgery` and is re-exported h
 
 from ..surgery.units import *  # noqa: F401,F403 - the unit surgery, re-exported here
 from .early import *  # noqa: F401,F403
+from .autopruner import *  # noqa: F401,F403
 from .filter_criteria import *  # noqa: F401,F403
 from .gradient_criteria import *  # noqa: F401,F403
 from .group_lasso import *  # noqa: F401,F403
 from .groupwise import *  # noqa: F401,F403
+from .learned_units import *  # noqa: F401,F403
 from .lottery import *  # noqa: F401,F403
 from .magnitude import *  # noqa: F401,F403
 from .neuron_criteria import *  # noqa: F401,F403
