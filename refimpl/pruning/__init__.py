@@ -9,8 +9,8 @@ that removes units for real lives in :mod:`refimpl.surgery` and is re-exported h
 """
 
 from ..surgery.units import *  # noqa: F401,F403 - the unit surgery, re-exported here
-from .early import *  # noqa: F401,F403
 from .autopruner import *  # noqa: F401,F403
+from .early import *  # noqa: F401,F403
 from .filter_criteria import *  # noqa: F401,F403
 from .gradient_criteria import *  # noqa: F401,F403
 from .group_lasso import *  # noqa: F401,F403
