@@ -56,6 +56,7 @@ def kernel_ridge_dictionary(
     pixels: np.ndarray | None = None,
     length_scale: float = 2.0,
     ridge: float = 1e-6,
+    covariance: np.ndarray | None = None,
     rng: RngLike = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Kernel ridge regression from r chosen pixels to all pixels of an image.
@@ -72,7 +73,12 @@ def kernel_ridge_dictionary(
         :math:`\\ell` of the squared-exponential kernel
         :math:`k(p, q) = \\exp(-\\|p - q\\|^2 / 2\\ell^2)` over pixel coordinates.
     ridge : float >= 0
-        :math:`\\lambda` (0 interpolates exactly; a little keeps the solve well conditioned).
+        :math:`\\lambda`, relative to the mean of the kernel's diagonal (0 interpolates
+        exactly; a little keeps the solve well conditioned).
+    covariance : ndarray, shape (H W, H W), optional
+        Use this matrix as the kernel instead of the squared exponential: Denil et al.'s
+        "empirical" kernel is the covariance of the input pixels over the training data
+        (``length_scale`` is then ignored).
     rng : int, numpy.random.Generator or None
         Seed or generator of the choice of pixels.
 
@@ -108,10 +114,17 @@ def kernel_ridge_dictionary(
     if not (isinstance(ridge, (int, float)) and ridge >= 0):
         raise ValueError(f"ridge must be a non-negative number, got {ridge!r}")
     pixels = np.sort(pixels)
-    anchor = coords[pixels]
-    K_aa = _sq_exp(anchor, anchor, float(length_scale))
-    K_pa = _sq_exp(coords, anchor, float(length_scale))
-    U = np.linalg.solve(K_aa + float(ridge) * np.eye(pixels.size), K_pa.T).T
+    if covariance is None:
+        anchor = coords[pixels]
+        K_pa = _sq_exp(coords, anchor, float(length_scale))
+    else:
+        cov = check_tensor(covariance, "covariance")
+        if cov.shape != (n_pix, n_pix):
+            raise ValueError(f"covariance must have shape ({n_pix}, {n_pix}), got {cov.shape}")
+        K_pa = (cov + cov.T)[:, pixels] / 2
+    K_aa = K_pa[pixels]
+    scale = float(np.mean(np.diag(K_aa))) or 1.0
+    U = np.linalg.solve(K_aa + float(ridge) * scale * np.eye(pixels.size), K_pa.T).T
     return U, pixels
 
 

@@ -60,3 +60,11 @@ def test_bad_arguments():
         kernel_ridge_dictionary((4, 4), pixels=np.array([1, 1]))
     with pytest.raises(ValueError, match="dictionary"):
         Linear(7, 3).parametrize("weight", Predicted(np.ones((10, 2))))
+
+
+def test_empirical_kernel_reproduces_the_chosen_pixels_and_checks_its_shape():
+    X = np.random.default_rng(0).standard_normal((200, 16))
+    U, pixels = kernel_ridge_dictionary((4, 4), 5, covariance=np.cov(X.T), ridge=0.0, rng=0)
+    assert np.abs(U[pixels] - np.eye(5)).max() < 1e-8
+    with pytest.raises(ValueError, match="covariance"):
+        kernel_ridge_dictionary((4, 4), 5, covariance=np.eye(15))
