@@ -6,7 +6,9 @@
 * product quantization (:mod:`.pq`) and HashedNets (:mod:`.hashed`);
 * binary weights and activations: BinaryConnect, BNN, XNOR-Net (:mod:`.binary`);
 * powers of two: INQ and shift-based products (:mod:`.pow2`);
-* post-training quantization from calibration data: RTN, OBQ and GPTQ (:mod:`.gptq`).
+* post-training quantization from calibration data: RTN, OBQ and GPTQ (:mod:`.gptq`);
+* ternary weights: TWN and TTQ (:mod:`.ternary`); soft weight-sharing under a Gaussian-mixture
+  prior (:mod:`.soft_sharing`); Q-CNN, product quantization of the response (:mod:`.qcnn`).
 
 See chapter 5 of the book, "Quantization and weight sharing".
 """
@@ -53,6 +55,14 @@ from .pow2 import (
     shift_matmul,
 )
 from .pq import ProductQuantized, pq_compression_rate, pq_reconstruct, product_quantize
+from .qcnn import QCNNResult, qcnn_quantize, response_error
+from .soft_sharing import (
+    MixturePrior,
+    SoftWeightSharing,
+    mixture_neg_log_prior,
+    mixture_responsibilities,
+)
+from .ternary import TTQ, TWN, optimal_ternary, ternary_codes, twn_ternarize, twn_threshold
 from .uniform import (
     FakeQuantize,
     IntegerLinear,
@@ -115,4 +125,17 @@ __all__ = [
     "one_shot_quantize",
     "QuantResult",
     "rtn_quantize",
+    "TTQ",
+    "TWN",
+    "optimal_ternary",
+    "ternary_codes",
+    "twn_ternarize",
+    "twn_threshold",
+    "MixturePrior",
+    "SoftWeightSharing",
+    "mixture_neg_log_prior",
+    "mixture_responsibilities",
+    "QCNNResult",
+    "qcnn_quantize",
+    "response_error",
 ]
