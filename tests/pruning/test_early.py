@@ -15,6 +15,7 @@ from refimpl.pruning import (
     WeightElimination,
     linear_error,
     relevance_estimate,
+    skeletonization_prune,
     skeletonize,
     unit_relevance,
     weight_elimination_grad,
@@ -178,3 +179,22 @@ def test_weight_elimination_callback_and_bad_input():
         WeightElimination(-1.0)
     with pytest.raises(TypeError, match="strength"):
         WeightElimination("big")
+
+
+def test_skeletonization_prune_removes_the_least_relevant_one_at_a_time():
+    model, data = _toy()
+    pruned = skeletonization_prune(model, "fc1", data, sparsity=0.25, step=1)
+    kept = Mask.of(pruned["fc1"]).any(axis=1)
+    assert kept.sum() == 6
+    # the first unit removed is the one with the smallest estimate on the intact network
+    first = int(np.argmin(relevance_estimate(model, "fc1", data)))
+    assert not kept[first]
+    # one step of 2 removes the two smallest estimates at once
+    two = skeletonization_prune(model, "fc1", data, sparsity=0.25, step=2)
+    order = np.argsort(relevance_estimate(model, "fc1", data), kind="stable")[:2]
+    assert set(np.flatnonzero(~Mask.of(two["fc1"]).any(axis=1))) == set(order)
+    assert Mask.of(model["fc1"]) is None
+    with pytest.raises(ValueError, match="sparsity"):
+        skeletonization_prune(model, "fc1", data, sparsity=1.0)
+    with pytest.raises(ValueError, match="step"):
+        skeletonization_prune(model, "fc1", data, sparsity=0.5, step=0)
