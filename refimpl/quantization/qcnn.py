@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..validation import check_array, check_int
+from ..validation import check_array, check_float, check_int
 from .pq import pq_reconstruct, product_quantize
 
 __all__ = ["QCNNResult", "qcnn_quantize", "response_error"]
@@ -53,6 +53,7 @@ def qcnn_quantize(
     n_centroids: int,
     *,
     max_iter: int = 10,
+    ridge: float = 0.0,
     init: tuple[np.ndarray, np.ndarray] | None = None,
     rng: int | np.random.Generator | None = None,
 ) -> QCNNResult:
@@ -70,6 +71,13 @@ def qcnn_quantize(
         ``k`` codewords per block, ``k <= out_features``.
     max_iter : int
         Sweeps over the blocks (each sweep updates every block's codebook, then its codes).
+    ridge : float
+        ``rho >= 0``: also penalize the weight error, minimizing
+        :math:`\\|(W - \\hat W) X^\\top\\|_F^2 + \\lambda \\|W - \\hat W\\|_F^2` with
+        :math:`\\lambda = \\rho \\|X\\|_F^2 / \\text{in}` (the mean input energy per
+        dimension). Inputs that the sample never uses (a pixel that is always 0) leave the
+        pure response error blind in that direction, and its least-squares codewords can grow
+        without bound there; a small ``rho`` keeps them near the weights.
     init : (codebooks, codes), optional
         The starting point; default plain PQ, ``product_quantize(weight, d, k, rng=rng)``.
     rng : int, numpy.random.Generator or None
@@ -79,7 +87,8 @@ def qcnn_quantize(
     -------
     QCNNResult
         ``codebooks`` (s, k, d) and ``codes`` (out, s) in the weight's dtype and int32, and the
-        response errors (start, then after every sweep), non-increasing.
+        errors (start, then after every sweep) of the objective, non-increasing: the response
+        error, plus the ridge term when ``ridge > 0``.
 
     Notes
     -----
@@ -94,7 +103,9 @@ def qcnn_quantize(
 
         c_k = (X_m^\\top X_m)^{+} X_m^\\top \\frac{1}{|S_k|} \\sum_{i \\in S_k} R_i,
 
-    (an empty codeword is kept), then the codes given the codebook,
+    (an empty codeword is kept; with a ridge, the inputs are augmented by
+    :math:`\\sqrt{\\lambda} I`, which adds :math:`\\lambda I` to :math:`X_m^\\top X_m`),
+    then the codes given the codebook,
     :math:`q_i = \\arg\\min_k\\, c_k^\\top G c_k - 2 c_k^\\top X_m^\\top R_i` with
     :math:`G = X_m^\\top X_m`. Each step can only lower the response error, so the error never
     increases. With :math:`X = I` the response error is the weight error and each step is a
@@ -110,6 +121,10 @@ def qcnn_quantize(
     d = check_int(subvector_len, "subvector_len", 1, inp)
     k = check_int(n_centroids, "n_centroids", 1, out)
     max_iter = check_int(max_iter, "max_iter", 0)
+    ridge = check_float(ridge, "ridge", 0.0)
+    if ridge > 0:  # augmented inputs: the objective gains lambda ||W - W_hat||^2
+        lam = ridge * float(np.sum(Xa**2)) / inp
+        Xa = np.vstack([Xa, np.sqrt(lam) * np.eye(inp)])
     s = math.ceil(inp / d)
     if init is None:
         init = product_quantize(W, d, k, rng=rng)

@@ -17,16 +17,22 @@ def _problem(seed, out=24, inp=10, n=60):
 
 
 @settings(max_examples=20)
-@given(seed=st.integers(0, 10_000), d=st.sampled_from([1, 2, 3, 4]), k=st.integers(2, 6))
-def test_every_sweep_does_not_increase_the_response_error(seed, d, k):
+@given(seed=st.integers(0, 10_000), d=st.sampled_from([1, 2, 3, 4]), k=st.integers(2, 6),
+       ridge=st.sampled_from([0.0, 0.1]))
+def test_every_sweep_does_not_increase_the_response_error(seed, d, k, ridge):
     W, X = _problem(seed)
     init = product_quantize(W, d, k, rng=seed)
-    res = qcnn_quantize(W, X, d, k, init=init, max_iter=6)
-    start = response_error(W, pq_reconstruct(*init, W.shape[1]), X)
+    res = qcnn_quantize(W, X, d, k, init=init, max_iter=6, ridge=ridge)
+    lam = ridge * np.sum(X**2) / X.shape[1]
+
+    def objective(W_hat):
+        return response_error(W, W_hat, X) + lam * np.sum((W - W_hat) ** 2)
+
+    start = objective(pq_reconstruct(*init, W.shape[1]))
     assert res.errors[0] == pytest.approx(start, rel=1e-10)
     for before, after in zip(res.errors[:-1], res.errors[1:], strict=True):
         assert after <= before * (1 + 1e-10) + 1e-12
-    final = response_error(W, pq_reconstruct(res.codebooks, res.codes, W.shape[1]), X)
+    final = objective(pq_reconstruct(res.codebooks, res.codes, W.shape[1]))
     assert final == pytest.approx(res.errors[-1], rel=1e-8)
 
 
