@@ -154,12 +154,39 @@ class Biclustered:
         return params, macs
 
 
-def _cluster(points: np.ndarray, k: int, max_iter: int, rng: np.random.Generator) -> np.ndarray:
+def _balanced_assign(points: np.ndarray, centroids: np.ndarray, cap: int) -> np.ndarray:
+    """Nearest centroid with at most ``cap`` points per cluster (greedy on sorted distances)."""
+    n, k = points.shape[0], centroids.shape[0]
+    d = ((points[:, None, :] - centroids[None, :, :]) ** 2).sum(-1)
+    labels = np.full(n, -1, dtype=np.intp)
+    counts = np.zeros(k, dtype=np.intp)
+    for flat in np.argsort(d, axis=None, kind="stable"):
+        i, j = divmod(int(flat), k)
+        if labels[i] < 0 and counts[j] < cap:
+            labels[i] = j
+            counts[j] += 1
+    return labels
+
+
+def _cluster(
+    points: np.ndarray, k: int, max_iter: int, rng: np.random.Generator, balanced: bool
+) -> np.ndarray:
     if k == 1:
         return np.zeros(points.shape[0], dtype=np.intp)
     if k == points.shape[0]:
         return np.arange(k, dtype=np.intp)
-    labels = np.asarray(kmeans(points, k, max_iter=max_iter, rng=rng).labels, dtype=np.intp)
+    result = kmeans(points, k, max_iter=max_iter, rng=rng)
+    labels = np.asarray(result.labels, dtype=np.intp)
+    if balanced:
+        cap = -(-points.shape[0] // k)
+        centroids = np.asarray(result.centroids, dtype=np.float64)
+        for _ in range(max_iter):
+            new = _balanced_assign(points, centroids, cap)
+            if np.array_equal(new, labels):
+                break
+            labels = new
+            centroids = np.stack([points[labels == j].mean(axis=0) for j in range(k)])
+        labels = _balanced_assign(points, centroids, cap)
     _, labels = np.unique(labels, return_inverse=True)  # drop empty clusters
     return labels.astype(np.intp)
 
@@ -170,6 +197,7 @@ def biclustered_approximation(
     n_in_clusters: int,
     rank: int,
     *,
+    balanced: bool = False,
     max_iter: int = 50,
     rng: RngLike = None,
 ) -> Biclustered:
@@ -182,6 +210,11 @@ def biclustered_approximation(
         Numbers of output and input channel clusters (1 to N, 1 to C).
     rank : int >= 1
         Rank of each block (capped at the block's full rank :math:`\\min(C_j, k_H k_W N_i)`).
+    balanced : bool
+        If True, clusters of equal size (up to one when the count does not divide): Lloyd
+        iterations whose assignment step gives each centre at most ``ceil(n / k)`` points,
+        nearest pairs first. Equal groups run as ordinary grouped convolutions, and the cost
+        no longer depends on the seed. Denton et al. use plain k-means (False).
     max_iter : int
         Lloyd iterations of each k-means.
     rng : int, numpy.random.Generator or None
@@ -210,8 +243,9 @@ def biclustered_approximation(
     n_in_clusters = check_int(n_in_clusters, "n_in_clusters", 1, c)
     rank = check_int(rank, "rank", 1)
     gen = np.random.default_rng(rng)
-    out_labels = _cluster(W.reshape(n, -1), n_out_clusters, max_iter, gen)
-    in_labels = _cluster(W.transpose(1, 0, 2, 3).reshape(c, -1), n_in_clusters, max_iter, gen)
+    out_labels = _cluster(W.reshape(n, -1), n_out_clusters, max_iter, gen, balanced)
+    in_labels = _cluster(W.transpose(1, 0, 2, 3).reshape(c, -1), n_in_clusters, max_iter, gen,
+                         balanced)  # fmt: skip
     blocks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
     for i in range(int(out_labels.max()) + 1):
         rows = np.flatnonzero(out_labels == i)

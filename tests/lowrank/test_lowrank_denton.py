@@ -63,3 +63,14 @@ def test_bad_arguments():
         biclustered_approximation(W, 1, 4, 1)
     with pytest.raises(ValueError, match="rank"):
         biclustered_approximation(W, 1, 1, 0)
+
+
+def test_balanced_clusters_have_equal_sizes_and_a_seed_free_cost():
+    W = np.random.default_rng(0).standard_normal((50, 20, 5, 5))
+    costs = set()
+    for seed in range(3):
+        bi = biclustered_approximation(W, 5, 4, 3, balanced=True, rng=seed)
+        assert np.bincount(bi.out_labels).tolist() == [10] * 5
+        assert np.bincount(bi.in_labels).tolist() == [5] * 4
+        costs.add(bi.cost((12, 12)))
+    assert len(costs) == 1
