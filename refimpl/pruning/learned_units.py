@@ -426,9 +426,10 @@ class CentripetalSGD:
 
     ``on_before_step`` replaces each filter's gradient (weights and bias) by its cluster's
     mean, so the optimizer moves a cluster's filters alike; ``on_step_end`` applies the
-    centripetal term. With plain SGD the distance of every filter from its cluster mean then
-    shrinks by exactly ``1 - epsilon`` per step, whatever the task gradient (with momentum or
-    weight decay, by that factor times the decay's); after training, :func:`merge_clusters`
+    centripetal term. The distance of every filter from its cluster mean then shrinks by
+    exactly ``1 - epsilon`` per step, whatever the task gradient, with plain SGD or momentum
+    (a cluster's filters share one gradient, so one velocity); the optimizer's weight decay
+    multiplies it by ``1 - lr * weight_decay`` as well. After training, :func:`merge_clusters`
     merges each cluster into one filter. The paper adds the weight decay inside the averaged
     term; here the optimizer's own weight decay acts on each filter.
 
