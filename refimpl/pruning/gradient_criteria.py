@@ -382,7 +382,10 @@ def fisher_scores(
 
     .. math:: \\Delta_j = \\frac{1}{2N} \\sum_{n=1}^{N} g_{nj}^2 ,
 
-    and the importance is ``Delta_j / cost_j``. The squares are of *per-sample* gradients: the
+    and the importance is ``Delta_j / cost_j``. Liu et al. normalize by the memory a channel
+    saves (which they found to track GPU speed better) or by its FLOPs; we use FLOPs. The
+    authors' code sums the squares without the factor ``1/(2N)``, which does not change the
+    ranking. The squares are of *per-sample* gradients: the
     gradient of the mean loss would average the terms out.
 
     References
@@ -562,9 +565,9 @@ def lrp_relevances(
     for layer in layers:
         if not isinstance(layer, (Linear, Conv2d, MaxPool2d, AvgPool2d, Flatten) + _PASS):
             raise TypeError(f"lrp_relevances does not propagate through {type(layer).__name__}")
-    inputs = [np.asarray(X, dtype=np.float64)]
+    dtype = next((v.dtype for _, v in model.named_parameters()), np.float32)
+    inputs = [np.asarray(X, dtype=dtype)]  # in the model's precision (float64 for exactness)
     for layer in layers:
-        layer.astype(np.float64)
         inputs.append(layer.forward(inputs[-1], train=False))
     out = inputs[-1]
     target = out.argmax(axis=1) if y is None else np.asarray(y)
