@@ -129,6 +129,8 @@ class ThinnedConv:
         Where each kept column sits in the kernel: :math:`(c, i, j)`.
     bias : ndarray, shape (C_out,), or None
     kernel_size, stride, padding : (int, int)
+    in_channels : int
+        ``C_in`` of the input.
 
     Notes
     -----
@@ -146,12 +148,13 @@ class ThinnedConv:
     kernel_size: tuple[int, int]
     stride: tuple[int, int]
     padding: tuple[int, int]
+    in_channels: int
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Output (N, C_out, H_out, W_out) of input ``x`` (N, C_in, H, W)."""
         x = np.asarray(x)
-        if x.ndim != 4:
-            raise ValueError(f"x must be (N, C_in, H, W), got shape {x.shape}")
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"x must be (N, {self.in_channels}, H, W), got shape {x.shape}")
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         if ph or pw:
             x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
@@ -161,7 +164,7 @@ class ThinnedConv:
         win = sliding_window_view(xt, (kh, kw), axis=(1, 2))[:, ::sh, ::sw][:, :ho, :wo]
         # (C, Ho, Wo, N, kH, kW), a view; the kept rows of X_col only: (K', Ho, Wo, N), one gather
         cols = win[self.channel, :, :, :, self.row, self.col]
-        y = self.weight @ cols.reshape(len(self.channel), -1)  # (C_out, Ho*Wo*N)
+        y = self.weight @ cols.reshape(len(self.channel), ho * wo * n)  # (C_out, Ho*Wo*N)
         if self.bias is not None:
             y += self.bias[:, None]
         return y.reshape(-1, ho, wo, n).transpose(3, 0, 1, 2)
@@ -203,4 +206,5 @@ def thin_conv(layer: Layer, keep: np.ndarray | None = None) -> ThinnedConv:
         kernel_size=tuple(layer.kernel_size),
         stride=tuple(layer.stride),
         padding=tuple(layer.padding),
+        in_channels=int(w.shape[1]),
     )

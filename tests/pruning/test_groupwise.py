@@ -84,3 +84,14 @@ def test_prune_columns_by_norm_and_bad_input():
         column_mask(np.ones((2, 2, 2), bool), (4, 3, 2, 2))
     with pytest.raises(ValueError, match="keep"):
         thin_conv(model["conv2"], keep=np.ones((1, 1, 1), bool))
+    with pytest.raises(ValueError, match="x must be"):
+        thin_conv(model["conv2"])(np.ones((2, 3, 4, 4)))
+
+
+def test_thinned_conv_with_no_column_left_outputs_the_bias():
+    layer = Conv2d(2, 3, 3, rng=0)
+    Mask.update(layer, "weight", np.zeros(layer.weight.shape, dtype=bool))
+    x = np.random.default_rng(0).standard_normal((2, 2, 5, 5)).astype(np.float32)
+    thin = thin_conv(layer)
+    assert len(thin.channel) == 0
+    np.testing.assert_allclose(thin(x), layer.forward(x), atol=1e-6)
