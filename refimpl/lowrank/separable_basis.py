@@ -95,11 +95,12 @@ def separable_basis(
     Notes
     -----
     Minimises :math:`\\sum_f \\|W_f - \\sum_m a_{fm} v_m h_m^T\\|_F^2` over :math:`A, V, H`:
-    a rank-M CP decomposition of the (F, kH, kW) tensor (Rigamonti et al.'s "tensor
-    decomposition" route to separable filters; their other route learns the filters from
-    images with sparsity and nuclear-norm penalties, which we do not implement). Each ALS
-    half-step is an exact least-squares solve, so the error never increases; the optimum
-    need not be global (for M > 1, CP has no closed form).
+    a rank-M CP decomposition of the (F, kH, kW) tensor. Rigamonti et al. (2013) learn the
+    separable filters instead by minimising the reconstruction error plus a nuclear-norm
+    penalty that pushes each filter towards rank one (and, in their main approach, from
+    images directly); we impose rank one exactly and fit by CP, as the later journal version
+    of their work does. Each ALS half-step is an exact least-squares solve, so the error never
+    increases; the optimum need not be global (for M > 1, CP has no closed form).
 
     References
     ----------
