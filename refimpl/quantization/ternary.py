@@ -12,7 +12,7 @@ See chapter 5 of the book, "Ternary weights".
 
 References
 ----------
-.. [1] Li, F., Zhang, B. and Liu, B. (2016). Ternary Weight Networks. arXiv:1605.04711.
+.. [1] Li, F. and Liu, B. (2016). Ternary Weight Networks. arXiv:1605.04711.
 .. [2] Zhu, C., Han, S., Mao, H. and Dally, W. J. (2017). Trained Ternary Quantization.
    *ICLR*.
 """
@@ -133,7 +133,7 @@ class TWN(Parametrization):
 
     References
     ----------
-    .. [1] Li, F., Zhang, B. and Liu, B. (2016). Ternary Weight Networks. arXiv:1605.04711.
+    .. [1] Li, F. and Liu, B. (2016). Ternary Weight Networks. arXiv:1605.04711.
     """
 
     file_name = "ternary"
